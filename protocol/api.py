@@ -1,0 +1,75 @@
+"""API keys, supported versions, and the shape of every request and response body.
+
+Bodies are msgpack maps with string keys, so a newer peer may add keys an older one ignores
+(old clients keep working). Repeated entries are lists of maps. Record batches never appear in a
+body: a body gives their sizes and the bytes follow in the frame payload, in body order.
+A request-level failure (unknown api, unsupported version, malformed body) is answered with
+``{"error_code": int, "error_message": str}`` as the whole body.
+
+Broker APIs (version 0 unless noted)::
+
+  PRODUCE         {acks, timeout_ms, topics: [{topic, partitions: [{partition, size}]}]}
+                  + payload: the partitions' batch bytes, concatenated in order.
+                  acks=0 gets no response at all.
+               -> {topics: [{topic, partitions: [{partition, error_code, error_message,
+                  base_offset, log_append_time, log_start_offset}]}]}
+  FETCH           {replica_id, max_wait_ms, min_bytes, max_bytes,
+                   topics: [{topic, partitions: [{partition, fetch_offset,
+                   partition_max_bytes}]}]}
+               -> {error_code, topics: [{topic, partitions: [{partition, error_code,
+                  high_watermark, log_start_offset, records_size}]}]}
+                  + payload: each partition's records_size bytes of whole batches, in order
+  LIST_OFFSETS    {topics: [{topic, partitions: [{partition, timestamp}]}]}
+                  timestamp LATEST (-1), EARLIEST (-2), or a time in ms
+               -> {topics: [{topic, partitions: [{partition, error_code, timestamp, offset}]}]}
+  METADATA        {topics: [name] | None (all), allow_auto_topic_creation}
+               -> {cluster_id, controller_id, brokers: [{node_id, host, port, rack}],
+                  topics: [{topic, error_code, is_internal, partitions: [{partition,
+                  error_code, leader, leader_epoch, replicas, isr, offline_replicas}]}]}
+  API_VERSIONS    {} -> {error_code, api_keys: [[api_key, min_version, max_version]]}
+  CREATE_TOPICS   {topics: [{topic, num_partitions, replication_factor, configs: {k: v}}],
+                   timeout_ms, validate_only}
+               -> {topics: [{topic, error_code, error_message}]}
+  DELETE_TOPICS   {topics: [name], timeout_ms} -> {topics: [{topic, error_code, error_message}]}
+  DESCRIBE_CONFIGS {resources: [{type: "topic"|"broker", name}]}
+               -> {resources: [{type, name, error_code, error_message,
+                  configs: [{name, value, source: "default"|"broker"|"topic", read_only}]}]}
+  ALTER_CONFIGS   {resources: [{type, name, configs: {k: v | None}}], validate_only}
+                  incremental: a None value removes the topic's override
+               -> {resources: [{type, name, error_code, error_message}]}
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ApiKey(IntEnum):
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    INIT_PRODUCER_ID = 22
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
+    CREATE_PARTITIONS = 37
+
+
+# ListOffsets special timestamps.
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+
+# Fetch replica_id of an ordinary consumer (followers send their broker id).
+CONSUMER_REPLICA_ID = -1
