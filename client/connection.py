@@ -1,0 +1,166 @@
+"""One TCP connection to a broker, with many requests in flight.
+
+The broker answers requests in the order it received them, so the in-flight futures form a FIFO;
+the correlation id double-checks the pairing. Framing is ``klamm.protocol.frame`` (no I/O there);
+this class owns the transport, write flow control and one future per request. Not thread-safe:
+one event loop owns a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+from klamm.protocol.frame import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FrameDecoder,
+    FrameError,
+    RequestHeader,
+    Response,
+    encode_request,
+    parse_response,
+)
+
+from .errors import KlammConnectionError, KlammTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+class BrokerConnection(asyncio.Protocol):
+    def __init__(self, host: str, port: int, client_id: str,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._in_flight: collections.deque[tuple[int, asyncio.Future[Response]]] = (
+            collections.deque())
+        self._next_id = 0
+        self._transport: asyncio.Transport | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._write_ready: asyncio.Event = asyncio.Event()
+        self._write_ready.set()
+        self._error: Exception | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    @classmethod
+    async def open(cls, host: str, port: int, *, client_id: str = "klamm",
+                   timeout: float = 10.0,
+                   max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> "BrokerConnection":
+        loop = asyncio.get_running_loop()
+        conn = cls(host, port, client_id, max_frame_bytes)
+        conn._closed = loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: conn, host, port)
+        except (OSError, TimeoutError) as exc:
+            raise KlammConnectionError(
+                f"cannot connect to broker {host}:{port}: {exc or 'timed out'}") from None
+        return conn
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._error is None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+
+    # ----------------------------------------------------------------- requests
+    def send(self, api_key: int, body: Any, payload: bytes = b"", *, api_version: int = 0,
+             expect_response: bool = True) -> "asyncio.Future[Response] | None":
+        """Write one request now; returns the future of its response (None if none is expected)."""
+        if not self.connected:
+            raise self._error or KlammConnectionError(f"not connected to {self.address}")
+        self._next_id = cid = (self._next_id + 1) & 0x7FFFFFFF
+        data = encode_request(RequestHeader(api_key, api_version, cid, self.client_id),
+                              body, payload)
+        assert self._transport is not None
+        self._transport.write(data)
+        if not expect_response:
+            return None
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._in_flight.append((cid, fut))
+        return fut
+
+    async def request(self, api_key: int, body: Any, payload: bytes = b"", *,
+                      api_version: int = 0, timeout: float | None = 30.0) -> Response:
+        """Send and wait; a timeout closes the connection (later answers would be misaligned)."""
+        await self.drain()
+        fut = self.send(api_key, body, payload, api_version=api_version)
+        assert fut is not None
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            self._fail(KlammTimeoutError(
+                f"no answer from {self.address} within {timeout}s (request.timeout.ms)"))
+            self.close()
+            raise self._error from None  # type: ignore[misc]
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if not self._write_ready.is_set():
+            await self._write_ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    # ----------------------------------------------------------------- protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+            for meta, payload in frames:
+                response = parse_response(meta, payload)
+                if not self._in_flight:
+                    raise FrameError(f"unexpected response {response.correlation_id} "
+                                     f"with no request in flight")
+                cid, fut = self._in_flight.popleft()
+                if cid != response.correlation_id:
+                    raise FrameError(f"response {response.correlation_id} does not match "
+                                     f"request {cid}")
+                if not fut.done():
+                    fut.set_result(response)
+        except FrameError as exc:
+            log.error("closing connection to %s: %s", self.address, exc)
+            self._fail(KlammConnectionError(f"bad data from {self.address}: {exc}"))
+            assert self._transport is not None
+            self._transport.abort()
+
+    def pause_writing(self) -> None:
+        self._write_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._write_ready.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(KlammConnectionError(
+            f"connection to {self.address} lost" + (f": {exc}" if exc else "")))
+        self._write_ready.set()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        while self._in_flight:
+            _, fut = self._in_flight.popleft()
+            if not fut.done():
+                fut.set_exception(self._error)
