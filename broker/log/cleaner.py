@@ -1,0 +1,228 @@
+"""Log compaction for ``cleanup.policy=compact``: keep the latest record per key.
+
+The one place in the broker that decodes records. A pass over a log:
+
+1. on the event loop, pick the cleanable segments - every inactive segment, oldest first,
+   stopping at the first one younger than ``min.compaction.lag.ms`` - and ``dup()`` their
+   descriptors;
+2. in a worker thread (``compact_segments``, no shared state): build the key -> latest offset
+   map over those segments, then rewrite each segment that loses records into
+   ``<base>.log.cleaned``. Records keep their offsets: a rewritten batch keeps its base
+   offset, last offset delta (``build_batch(..., last_offset_delta=...)``) and each record's
+   offset delta. A record survives when it is the latest for its key - and, for a tombstone
+   (null value), when it is younger than ``delete.retention.ms``. Records without a key are
+   kept. Untouched batches are copied byte for byte; batches left empty disappear;
+3. back on the event loop, swap each rewrite in (``PartitionLog.replace_segment``) only if the
+   log did not change meanwhile (same segment objects, sizes and generation); otherwise the
+   rewrite is discarded and the next pass starts over.
+
+Segments are not merged, so compacted logs keep their segment count.
+Not thread-safe as an object; one ``LogCleaner`` serves all logs from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mmap
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from klamm.protocol.compression import Compression
+from klamm.protocol.records import (
+    CODEC_MASK,
+    CONTROL_FLAG,
+    HEADER_SIZE,
+    TIMESTAMP_TYPE_LOG_APPEND,
+    BatchHeader,
+    build_batch,
+    decode_raw_records,
+    iter_batches,
+)
+
+from .files import CLEANED_SUFFIX, remove_quietly, segment_name
+from .partition_log import PartitionLog
+from .segment import LogSegment
+
+log = logging.getLogger(__name__)
+
+NO_EXPIRY = 2**63 - 1
+
+
+@dataclass(slots=True)
+class SourceSegment:
+    base_offset: int
+    fd: int  # owned by the worker, closed when it is done
+    size: int
+
+
+@dataclass(slots=True)
+class CompactionResult:
+    cleaned: dict[int, str] = field(default_factory=dict)  # base offset -> .cleaned path
+    records_removed: int = 0
+    next_tombstone_expiry_ms: int = NO_EXPIRY  # when a kept tombstone becomes removable
+
+
+@dataclass(slots=True)
+class _LogState:
+    cleaned_upto: int = -1  # upper offset of the last cleaned range
+    next_expiry_ms: int = NO_EXPIRY
+
+
+def _timestamp_of(header: BatchHeader, ts_delta: int) -> int:
+    if header.attributes & TIMESTAMP_TYPE_LOG_APPEND:
+        return header.max_timestamp
+    return header.first_timestamp + ts_delta
+
+
+def _batches(buf: mmap.mmap | bytes) -> list[tuple[BatchHeader, int]]:
+    return list(iter_batches(buf))
+
+
+def compact_segments(directory: str, sources: list[SourceSegment], now_ms: int,
+                     delete_retention_ms: int) -> CompactionResult:
+    """Worker-thread half of a pass: reads only the given descriptors, writes only
+    ``*.cleaned`` files in ``directory``. Closes every source descriptor."""
+    maps: list[mmap.mmap | bytes] = []
+    try:
+        for src in sources:
+            maps.append(mmap.mmap(src.fd, src.size, prot=mmap.PROT_READ) if src.size else b"")
+        latest: dict[bytes, int] = {}
+        for buf in maps:
+            for header, pos in _batches(buf):
+                if header.attributes & CONTROL_FLAG:
+                    continue
+                raw = decode_raw_records(memoryview(buf)[pos + HEADER_SIZE:pos + header.size],
+                                         header.attributes)
+                base = header.base_offset
+                for rec in raw:
+                    if rec[2] is not None:
+                        latest[rec[2]] = base + rec[0]
+        horizon = now_ms - delete_retention_ms
+        result = CompactionResult()
+        for src, buf in zip(sources, maps):
+            out, removed, expiry = _rewrite(buf, latest, horizon, delete_retention_ms)
+            result.records_removed += removed
+            result.next_tombstone_expiry_ms = min(result.next_tombstone_expiry_ms, expiry)
+            if out is None:
+                continue
+            path = os.path.join(directory, segment_name(src.base_offset) + ".log" +
+                                CLEANED_SUFFIX)
+            _write_file(path, out)
+            result.cleaned[src.base_offset] = path
+        return result
+    finally:
+        for buf in maps:
+            if isinstance(buf, mmap.mmap):
+                try:
+                    buf.close()
+                except BufferError:  # a view is still alive after an error; GC unmaps it
+                    pass
+        for src in sources:
+            os.close(src.fd)
+
+
+def _rewrite(buf: mmap.mmap | bytes, latest: dict[bytes, int], horizon: int,
+             delete_retention_ms: int) -> tuple[list[bytes] | None, int, int]:
+    """The segment's new content (None when nothing changes), records removed, and the
+    earliest time a kept tombstone becomes removable."""
+    out: list[bytes] = []
+    removed = 0
+    expiry = NO_EXPIRY
+    for header, pos in _batches(buf):
+        end = pos + header.size
+        if header.attributes & CONTROL_FLAG:
+            out.append(buf[pos:end])
+            continue
+        raw = decode_raw_records(memoryview(buf)[pos + HEADER_SIZE:end], header.attributes)
+        base = header.base_offset
+        kept = []
+        for rec in raw:
+            key, value = rec[2], rec[3]
+            if key is not None and latest.get(key) != base + rec[0]:
+                continue
+            if key is not None and value is None:
+                ts = _timestamp_of(header, rec[1])
+                if ts < horizon:
+                    continue
+                expiry = min(expiry, ts + delete_retention_ms + 1)
+            kept.append(rec)
+        removed += len(raw) - len(kept)
+        if len(kept) == len(raw):
+            out.append(buf[pos:end])
+        elif kept:
+            out.append(build_batch(
+                kept, header.first_timestamp, header.max_timestamp,
+                compression=Compression(header.attributes & CODEC_MASK),
+                base_offset=base, leader_epoch=header.leader_epoch,
+                producer_id=header.producer_id, producer_epoch=header.producer_epoch,
+                base_sequence=header.base_sequence,
+                log_append_time=bool(header.attributes & TIMESTAMP_TYPE_LOG_APPEND),
+                last_offset_delta=header.last_offset_delta))
+    return (out if removed else None), removed, expiry
+
+
+def _write_file(path: str, chunks: list[bytes]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LogCleaner:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._state: dict[int, _LogState] = {}
+
+    def forget(self, plog: PartitionLog) -> None:
+        self._state.pop(id(plog), None)
+
+    async def clean(self, plog: PartitionLog, *, force: bool = False) -> int:
+        """One compaction pass over ``plog``; returns the number of records removed. Skips
+        the log when nothing new was rolled and no kept tombstone expired since last pass."""
+        if plog.closed or not plog.config.compact:
+            return 0
+        now_ms = int(self._clock() * 1000)
+        lag = plog.config.min_compaction_lag_ms
+        candidates: list[LogSegment] = []
+        for segment in list(plog.segments)[:-1]:
+            if segment.largest_timestamp > now_ms - lag:
+                break
+            candidates.append(segment)
+        if not candidates:
+            return 0
+        upper = plog.segments[len(candidates)].base_offset
+        state = self._state.setdefault(id(plog), _LogState())
+        if not force and upper <= state.cleaned_upto and now_ms < state.next_expiry_ms:
+            return 0
+        generation = plog.generation
+        sizes = {s.base_offset: s.size for s in candidates}
+        sources = [SourceSegment(s.base_offset, os.dup(s.fd), s.size) for s in candidates]
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, compact_segments, plog.dir, sources, now_ms,
+                                            plog.config.delete_retention_ms)
+        current = {s.base_offset: s for s in plog.segments}
+        unchanged = (not plog.closed and plog.generation == generation
+                     and all(b in current and current[b].size == n and
+                             current[b] is not plog.segments.active
+                             for b, n in sizes.items()))
+        if not unchanged:
+            log.info("%s changed during compaction; discarding the rewrite", plog.dir)
+            for path in result.cleaned.values():
+                remove_quietly(path)
+            return 0
+        for base, path in sorted(result.cleaned.items()):
+            plog.replace_segment(current[base], path)
+        state.cleaned_upto = upper
+        state.next_expiry_ms = result.next_tombstone_expiry_ms
+        if result.records_removed:
+            log.info("compacted %s: removed %d record(s) below offset %d", plog.dir,
+                     result.records_removed, upper)
+        return result.records_removed

@@ -1,0 +1,23 @@
+"""Errors the storage layer raises; the server maps each to a protocol error code.
+
+``klamm.protocol.records.CorruptBatch`` is raised unchanged for a batch failing validation
+(-> CORRUPT_MESSAGE).
+"""
+
+from __future__ import annotations
+
+
+class OffsetOutOfRange(Exception):
+    """A fetch offset outside ``[log_start_offset, log_end_offset]`` (-> OFFSET_OUT_OF_RANGE)."""
+
+
+class RecordTooLarge(Exception):
+    """One batch exceeds the topic's ``max.message.bytes`` (-> MESSAGE_TOO_LARGE)."""
+
+
+class LogStorageError(Exception):
+    """An OSError while writing or syncing (ENOSPC, EIO); nothing partial remains in the log."""
+
+
+class UnexpectedAppendOffset(Exception):
+    """A follower append whose batches do not continue the log (offsets behind its end)."""

@@ -1,0 +1,71 @@
+"""File naming and the durable-write primitives every on-disk structure shares."""
+
+from __future__ import annotations
+
+import os
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"
+CLEANED_SUFFIX = ".cleaned"
+TMP_SUFFIX = ".tmp"
+DELETE_DIR_SUFFIX = "-delete"
+
+
+def segment_name(base_offset: int) -> str:
+    """The 20-digit zero-padded base offset every segment file starts with."""
+    return f"{base_offset:020d}"
+
+
+def parse_segment_name(filename: str) -> tuple[int, str] | None:
+    """``(base_offset, suffix)`` for ``00000000000000000042.log`` and friends, else None."""
+    stem, dot, suffix = filename.partition(".")
+    if not dot or len(stem) != 20 or not stem.isdigit():
+        return None
+    return int(stem), "." + suffix
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def parse_partition_dir(name: str) -> tuple[str, int] | None:
+    """``(topic, partition)`` for ``orders-3``; None for anything else (deletions included)."""
+    if name.endswith(DELETE_DIR_SUFFIX) or name.startswith("."):
+        return None
+    topic, dash, index = name.rpartition("-")
+    if not dash or not topic or not index.isdigit():
+        return None
+    return topic, int(index)
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames and creations inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: after a crash the old or the new content is there."""
+    tmp = path + TMP_SUFFIX
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

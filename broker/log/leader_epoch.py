@@ -1,0 +1,111 @@
+"""LeaderEpochCache: where each leader epoch started in this partition's log.
+
+Entries ``(epoch, start offset)`` are strictly increasing in both fields. A returning replica
+asks the leader for the end offset of its latest epoch and truncates whatever the leader
+never had. Persisted in the partition dir as ``leader-epoch-checkpoint`` (Kafka's format:
+version line, count line, ``epoch start_offset`` lines), rewritten atomically on each change;
+changes are rare (one per leader election), so the fsync is affordable on the event loop.
+Not thread-safe: owned by the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .files import write_atomic
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "leader-epoch-checkpoint"
+VERSION = 0
+UNDEFINED_EPOCH = -1
+UNDEFINED_OFFSET = -1
+
+
+class LeaderEpochCache:
+    def __init__(self, partition_dir: str) -> None:
+        self.path = os.path.join(partition_dir, FILE_NAME)
+        self.entries: list[tuple[int, int]] = []
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return
+        try:
+            if lines[0].strip() != str(VERSION) or int(lines[1]) != len(lines) - 2:
+                raise ValueError("bad header")
+            entries = [(int(a), int(b)) for a, b in (line.split() for line in lines[2:])]
+        except (ValueError, IndexError):
+            log.error("ignoring damaged %s; leader epochs are rebuilt by new appends", self.path)
+            return
+        self.entries = [e for i, e in enumerate(entries)
+                        if i == 0 or (e[0] > entries[i - 1][0] and e[1] >= entries[i - 1][1])]
+
+    def _save(self) -> None:
+        lines = [str(VERSION), str(len(self.entries))]
+        lines += [f"{epoch} {offset}" for epoch, offset in self.entries]
+        write_atomic(self.path, ("\n".join(lines) + "\n").encode())
+
+    @property
+    def latest_epoch(self) -> int:
+        return self.entries[-1][0] if self.entries else UNDEFINED_EPOCH
+
+    def assign(self, epoch: int, start_offset: int) -> None:
+        """Record that ``epoch`` starts at ``start_offset``. A stale epoch is ignored; entries
+        that the new one contradicts (same or later epoch, same or later start) are dropped."""
+        if epoch < 0:
+            return
+        if self.entries and epoch <= self.entries[-1][0]:
+            if epoch < self.entries[-1][0]:
+                log.warning("%s: ignoring epoch %d at %d, latest is %d", self.path, epoch,
+                            start_offset, self.entries[-1][0])
+            return
+        while self.entries and self.entries[-1][1] > start_offset:
+            self.entries.pop()
+        if self.entries and self.entries[-1][1] == start_offset:
+            self.entries.pop()  # the previous epoch appended nothing
+        self.entries.append((epoch, start_offset))
+        self._save()
+
+    def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
+        """``(largest epoch <= epoch, offset where it ended)``; the log end offset for the
+        latest epoch; ``(-1, -1)`` when ``epoch`` predates every entry."""
+        if not self.entries or epoch < self.entries[0][0]:
+            return UNDEFINED_EPOCH, UNDEFINED_OFFSET
+        if epoch >= self.entries[-1][0]:
+            return self.entries[-1][0], log_end_offset
+        for i, (e, _) in enumerate(self.entries):
+            if e > epoch:
+                return self.entries[i - 1][0], self.entries[i][1]
+        return self.entries[-1][0], log_end_offset
+
+    def epoch_for(self, offset: int) -> int:
+        """The epoch that wrote ``offset`` (-1 when unknown)."""
+        found = UNDEFINED_EPOCH
+        for epoch, start in self.entries:
+            if start > offset:
+                break
+            found = epoch
+        return found
+
+    def truncate_from_end(self, end_offset: int) -> None:
+        """Forget epochs starting at or after ``end_offset`` (the log was truncated there)."""
+        keep = [e for e in self.entries if e[1] < end_offset]
+        if keep != self.entries:
+            self.entries = keep
+            self._save()
+
+    def truncate_from_start(self, start_offset: int) -> None:
+        """The log now starts at ``start_offset``: drop epochs ending before it and move the
+        epoch holding it to start there."""
+        keep = [e for e in self.entries if e[1] >= start_offset]
+        before = [e for e in self.entries if e[1] < start_offset]
+        if before and (not keep or keep[0][1] > start_offset):
+            keep.insert(0, (before[-1][0], start_offset))
+        if keep != self.entries:
+            self.entries = keep
+            self._save()

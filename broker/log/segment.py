@@ -1,0 +1,411 @@
+"""LogSegment: one ``.log`` file with its ``.index`` and ``.timeindex``.
+
+Files are named after the segment's base offset, 20 digits zero-padded
+(``00000000000000000000.log``). The ``.log`` file is a sequence of whole record batches with
+increasing offsets, every one at or after the base offset; ``size`` is the authoritative end
+of the valid bytes (the file is truncated back on a failed write, and by recovery).
+
+Only headers are ever read on the serving path (``pread`` of 61 bytes per batch visited);
+recovery is the one place that reads whole batches, to check their CRC.
+
+Deletion renames the three files to ``*.deleted`` first (``mark_deleted``) and removes them
+later, so a crash mid-delete leaves only files the loader knows to finish deleting.
+
+Not thread-safe: owned by the event loop. fsync happens on ``dup()``s of the descriptors this
+class hands out (``sync_fds``), so closing a segment never races a syncing thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+from collections.abc import Sequence
+
+from klamm.protocol.records import (
+    HEADER_SIZE,
+    BatchHeader,
+    CorruptBatch,
+    read_header,
+    validate_batch,
+)
+
+from .errors import LogStorageError
+from .files import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    remove_quietly,
+    segment_name,
+)
+from .offset_index import ENTRY_SIZE as OFFSET_ENTRY_SIZE
+from .offset_index import MAX_RELATIVE, CorruptIndex, OffsetIndex
+from .time_index import ENTRY_SIZE as TIME_ENTRY_SIZE
+from .time_index import TimeIndex
+
+log = logging.getLogger(__name__)
+
+IOV_MAX = 1024
+
+# (base offset, last offset, max timestamp, size) of one batch being appended.
+BatchInfo = tuple[int, int, int, int]
+
+
+class LogSegment:
+    def __init__(self, directory: str, base_offset: int, fd: int, size: int, *,
+                 index_bytes: int, index_interval: int, created_ms: int,
+                 indexes_loaded: bool) -> None:
+        self.dir = directory
+        self.base_offset = base_offset
+        self.fd = fd
+        self.size = size
+        self.index_interval = index_interval
+        self.created_ms = created_ms
+        stem = os.path.join(directory, segment_name(base_offset))
+        self.log_path = stem + LOG_SUFFIX
+        self.index = OffsetIndex(stem + INDEX_SUFFIX, base_offset,
+                                 max(1, index_bytes // OFFSET_ENTRY_SIZE), loaded=indexes_loaded)
+        self.time_index = TimeIndex(stem + TIME_INDEX_SUFFIX, base_offset,
+                                    max(1, index_bytes // TIME_ENTRY_SIZE),
+                                    loaded=indexes_loaded)
+        # Valid for the active (last) segment; older ones are bounded by their successor.
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.bytes_since_last_index = 0
+        self.failed = False  # a failed write could not be undone; refuse further writes
+        self.closed = False
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, directory: str, base_offset: int, *, index_bytes: int,
+               index_interval: int, now_ms: int) -> LogSegment:
+        """A new empty segment; stale files of the same name (after a truncation) are replaced."""
+        stem = os.path.join(directory, segment_name(base_offset))
+        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            remove_quietly(stem + suffix)
+        fd = os.open(stem + LOG_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        return cls(directory, base_offset, fd, 0, index_bytes=index_bytes,
+                   index_interval=index_interval, created_ms=now_ms, indexes_loaded=True)
+
+    @classmethod
+    def open(cls, directory: str, base_offset: int, *, index_bytes: int,
+             index_interval: int, now_ms: int, rebuild: bool = False) -> LogSegment:
+        """An existing segment; indexes are read lazily. Its largest timestamp comes from the
+        time index (or the file's mtime when it has none); a missing time index is rebuilt."""
+        path = os.path.join(directory, segment_name(base_offset) + LOG_SUFFIX)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        st = os.fstat(fd)
+        seg = cls(directory, base_offset, fd, st.st_size, index_bytes=index_bytes,
+                  index_interval=index_interval, created_ms=now_ms, indexes_loaded=False)
+        if rebuild:
+            seg.recover(validate=False)
+            return seg
+        try:
+            last = seg.time_index.read_last_entry()
+            if not os.path.exists(seg.index.path):
+                raise CorruptIndex(f"{seg.index.path} is missing")
+        except CorruptIndex as exc:
+            log.warning("rebuilding indexes of %s: %s", path, exc)
+            seg.recover(validate=False)
+            return seg
+        if last is not None:
+            seg.max_timestamp, seg.offset_of_max_timestamp = last
+        elif st.st_size:
+            seg.max_timestamp = int(st.st_mtime * 1000)
+        return seg
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def largest_timestamp(self) -> int:
+        """Max timestamp of any batch here (the file's mtime when no batch has one); what
+        time-based retention compares."""
+        if self.max_timestamp >= 0 or self.size == 0:
+            return self.max_timestamp
+        return int(os.fstat(self.fd).st_mtime * 1000)
+
+    def should_roll(self, incoming: int, last_offset: int, now_ms: int, segment_bytes: int,
+                    segment_ms: int) -> bool:
+        """Whether an append of ``incoming`` bytes ending at ``last_offset`` needs a new
+        segment: size, age, a full index, or a relative offset that no longer fits 32 bits."""
+        if self.size == 0:
+            return False
+        return (self.size + incoming > min(segment_bytes, MAX_RELATIVE)
+                or now_ms - self.created_ms >= segment_ms
+                or self.index.is_full or self.time_index.is_full
+                or last_offset - self.base_offset > MAX_RELATIVE)
+
+    # ------------------------------------------------------------------ indexes
+    def ensure_indexes(self) -> None:
+        """Load lazily-read indexes; rebuild them from the log when they are unusable."""
+        if self.index.loaded and self.time_index.loaded:
+            return
+        try:
+            if not self.index.loaded:
+                self.index.load(self.size)
+            self.time_index.ensure_loaded()
+        except CorruptIndex as exc:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, exc)
+            self.recover(validate=False)
+
+    def _index_batch(self, base: int, last: int, max_ts: int, size: int, pos: int) -> None:
+        if max_ts > self.max_timestamp:
+            self.max_timestamp = max_ts
+            self.offset_of_max_timestamp = base
+        if self.bytes_since_last_index > self.index_interval:
+            self.index.append(base, pos)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self.bytes_since_last_index = 0
+        self.bytes_since_last_index += size
+        self.next_offset = last + 1
+
+    # ------------------------------------------------------------------ write path
+    def append(self, buffers: Sequence[bytes | memoryview], total: int,
+               batches: Sequence[BatchInfo]) -> None:
+        """Write whole batches with as few ``writev`` calls as possible, then index them.
+
+        On OSError the file is truncated back to its previous size and LogStorageError is
+        raised, so a failed append leaves nothing behind."""
+        if self.failed:
+            raise LogStorageError(f"{self.log_path} is in an unknown state after a failed write")
+        self.ensure_indexes()
+        start = self.size
+        try:
+            _writev_all(self.fd, buffers, total)
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, start)
+            except OSError:
+                self.failed = True
+                log.exception("cannot truncate %s back after a failed write", self.log_path)
+            raise LogStorageError(f"write to {self.log_path} failed: "
+                                  f"{exc.strerror or exc}") from exc
+        pos = start
+        for base, last, max_ts, size in batches:
+            self._index_batch(base, last, max_ts, size, pos)
+            pos += size
+        self.size = pos
+
+    # ------------------------------------------------------------------ read path
+    def header_at(self, pos: int) -> BatchHeader | None:
+        """The header of the batch at ``pos``; None at the end of the valid bytes."""
+        if pos + HEADER_SIZE > self.size:
+            return None
+        try:
+            header = read_header(os.pread(self.fd, HEADER_SIZE, pos))
+        except CorruptBatch:
+            return None
+        if pos + header.size > self.size:
+            return None
+        return header
+
+    def translate(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """Position and header of the first batch holding ``offset`` or a later one."""
+        self.ensure_indexes()
+        _, pos = self.index.lookup(offset)
+        while True:
+            header = self.header_at(pos)
+            if header is None:
+                return None
+            if header.last_offset >= offset:
+                return pos, header
+            pos += header.size
+
+    def position_of(self, offset: int) -> int:
+        """Position of the first batch whose base offset is >= ``offset`` (``size`` if none)."""
+        self.ensure_indexes()
+        _, pos = self.index.lookup(offset)
+        while True:
+            header = self.header_at(pos)
+            if header is None or header.base_offset >= offset:
+                return pos if header is not None else self.size
+            pos += header.size
+
+    def boundary_within(self, start: int, limit: int) -> int | None:
+        """The last batch end in ``(start, limit]``, where ``start`` is a batch start; None
+        when the batch at ``start`` alone is longer than ``limit - start``."""
+        self.ensure_indexes()
+        _, pos = self.index.lookup_position(limit)
+        end: int | None = None
+        if pos > start:
+            end = pos
+        else:
+            pos = start
+        while True:
+            header = self.header_at(pos)
+            if header is None or pos + header.size > limit:
+                return end
+            pos += header.size
+            end = pos
+
+    def find_timestamp(self, timestamp: int, min_offset: int = 0) -> tuple[int, int] | None:
+        """``(base offset, max timestamp)`` of the first batch with max timestamp >=
+        ``timestamp`` holding an offset >= ``min_offset``, found through the time index then
+        the offset index."""
+        self.ensure_indexes()
+        _, pos = self.index.lookup(self.time_index.lookup(timestamp))
+        while True:
+            header = self.header_at(pos)
+            if header is None:
+                return None
+            if header.max_timestamp >= timestamp and header.last_offset >= min_offset:
+                return header.base_offset, header.max_timestamp
+            pos += header.size
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self, *, validate: bool = True) -> int:
+        """Rebuild indexes and in-memory state by scanning every batch (CRC-checked when
+        ``validate``); truncate the file at the first torn, corrupt or out-of-order batch.
+        Returns the number of bytes truncated."""
+        self.index.reset()
+        self.time_index.reset()
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.bytes_since_last_index = 0
+        self.next_offset = self.base_offset
+        size = os.fstat(self.fd).st_size
+        pos = 0
+        if size:
+            mm = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
+            try:
+                pos = self._scan(mm, size, validate)
+            finally:
+                mm.close()
+        self.size = pos
+        truncated = size - pos
+        if truncated:
+            os.ftruncate(self.fd, pos)
+        return truncated
+
+    def _scan(self, buf: mmap.mmap, size: int, validate: bool) -> int:
+        pos = 0
+        expected = self.base_offset
+        problem = ""
+        while pos < size:
+            try:
+                header = validate_batch(buf, pos) if validate else read_header(buf, pos)
+            except CorruptBatch as exc:
+                problem = str(exc)
+                break
+            if pos + header.size > size:
+                problem = "torn batch at end of file"
+                break
+            if header.base_offset < expected or header.last_offset_delta < 0:
+                problem = f"batch offset {header.base_offset} is before {expected}"
+                break
+            if header.last_offset - self.base_offset > MAX_RELATIVE:
+                problem = f"batch offset {header.last_offset} does not fit this segment"
+                break
+            self._index_batch(header.base_offset, header.last_offset, header.max_timestamp,
+                              header.size, pos)
+            expected = header.next_offset
+            pos += header.size
+        if problem:
+            log.warning("%s: truncating %d bytes at position %d: %s", self.log_path,
+                        size - pos, pos, problem)
+        return pos
+
+    def load_tail(self) -> None:
+        """Restore the active segment's in-memory state after a clean shutdown by reading
+        headers from its last index entry to the end. Raises CorruptBatch on a torn tail."""
+        self.ensure_indexes()
+        last = self.index.last_entry()
+        offset, pos = last if last is not None else (self.base_offset, 0)
+        ts_last = self.time_index.last_entry()
+        if ts_last is not None:
+            self.max_timestamp, self.offset_of_max_timestamp = ts_last
+        self.next_offset = offset
+        self.bytes_since_last_index = self.size - pos if last is not None else self.size
+        first = self.header_at(0)
+        if first is not None and 0 <= first.max_timestamp < self.created_ms:
+            self.created_ms = first.max_timestamp
+        while pos < self.size:
+            header = self.header_at(pos)
+            if header is None:
+                raise CorruptBatch(f"{self.log_path}: unreadable batch at position {pos}")
+            if header.max_timestamp > self.max_timestamp:
+                self.max_timestamp = header.max_timestamp
+                self.offset_of_max_timestamp = header.base_offset
+            self.next_offset = header.next_offset
+            pos += header.size
+
+    # ------------------------------------------------------------------ truncation
+    def truncate_to(self, offset: int) -> int:
+        """Drop every batch holding an offset >= ``offset``. A batch straddling ``offset`` goes
+        too (batches are never split). Returns the new size."""
+        found = self.translate(offset)
+        if found is None:
+            return self.size
+        pos, header = found
+        os.ftruncate(self.fd, pos)
+        self.size = pos
+        # Entries at or after the cut batch point at or past ``pos``.
+        self.index.truncate_to(header.base_offset)
+        self.time_index.truncate_to(header.base_offset)
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.load_tail()
+        return pos
+
+    # ------------------------------------------------------------------ durability / lifecycle
+    def sync_fds(self) -> list[int]:
+        """Write pending index entries; return the descriptors to fsync (still owned here)."""
+        fds = [self.fd]
+        if self.index.loaded:
+            fds.append(self.index.write_pending())
+        if self.time_index.loaded:
+            fds.append(self.time_index.write_pending())
+        return fds
+
+    def on_become_inactive(self) -> None:
+        """A rolled segment records its largest timestamp as the last time-index entry."""
+        self.ensure_indexes()
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.index.write_pending()
+        self.time_index.write_pending()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.index.close()
+        self.time_index.close()
+        os.close(self.fd)
+
+    def mark_deleted(self) -> list[str]:
+        """Close and rename every file to ``*.deleted``; returns the renamed paths."""
+        self.close()
+        renamed = []
+        for path in (self.log_path, self.index.path, self.time_index.path):
+            try:
+                os.rename(path, path + DELETED_SUFFIX)
+                renamed.append(path + DELETED_SUFFIX)
+            except FileNotFoundError:
+                pass
+        return renamed
+
+    def __repr__(self) -> str:
+        return f"LogSegment({self.log_path!r}, size={self.size})"
+
+
+def _writev_all(fd: int, buffers: Sequence[bytes | memoryview], total: int) -> None:
+    """``writev`` every buffer, resuming after short writes; at most IOV_MAX per call."""
+    pending = list(buffers)
+    while pending:
+        chunk = pending[:IOV_MAX]
+        wrote = os.writev(fd, chunk)
+        if wrote <= 0:
+            raise OSError(errno.EIO, "writev wrote nothing")
+        total -= wrote
+        # Drop fully written buffers; keep the rest of a partly written one.
+        i = 0
+        while i < len(chunk) and wrote >= len(chunk[i]):
+            wrote -= len(chunk[i])
+            i += 1
+        rest = pending[i:]
+        if wrote:
+            rest[0] = memoryview(rest[0])[wrote:]
+        pending = rest
