@@ -116,6 +116,8 @@ class BrokerConfig(KlammConfig):
     min_insync_replicas: int = Field(1, ge=1)
     unclean_leader_election_enable: bool = False
     shutdown_timeout_ms: int = Field(30_000, ge=0)
+    sendfile_enable: bool = True
+    metrics_port: int | None = Field(None, ge=0, le=65535)
 
     def topic_defaults(self) -> TopicConfig:
         return TopicConfig.build(

@@ -121,8 +121,7 @@ class BrokerConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         try:

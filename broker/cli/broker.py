@@ -1,0 +1,96 @@
+"""``klamm standalone`` and ``klamm broker start``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from klamm.protocol.config import ConfigError
+
+from ..config import BrokerConfig, load_properties
+from .errors import CliError
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CliError(f"--listen must look like HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[BrokerConfig,
+                                                                               frozenset[str]]:
+    values: dict[str, Any] = load_properties(config_file) if config_file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BrokerConfig.build(values), frozenset(values)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _start(config_file: str | None, listen: str | None, data_dir: str | None,
+           broker_id: int | None, overrides: tuple[str, ...]) -> None:
+    from ..runner import run
+
+    values: dict[str, Any] = {}
+    if listen:
+        values["host"], values["port"] = parse_listen(listen)
+    if data_dir:
+        values["log.dir"] = data_dir
+    if broker_id is not None:
+        values["broker.id"] = broker_id
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--override must look like key=value, got {item!r}")
+        values[key.strip()] = value.strip()
+    config, explicit = build_config(config_file, values)
+    run(config, explicit)
+
+
+_listen = click.option("--listen", metavar="HOST:PORT",
+                       help="Address to accept clients on (default 127.0.0.1:9092).")
+_data_dir = click.option("--data-dir", type=click.Path(file_okay=False),
+                         help="Directory for partition logs (log.dir).")
+_override = click.option("--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                         help="Set any broker config key (repeatable), e.g. "
+                              "--override log.segment.bytes=1048576")
+
+
+@click.command()
+@_listen
+@_data_dir
+@_override
+def standalone(listen: str | None, data_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Run an all-in-one single-node broker (no external services needed).
+
+    \b
+    Example:
+      klamm standalone --data-dir ./klamm-data --listen 127.0.0.1:9092
+    """
+    _start(None, listen, data_dir or "./klamm-data", None, overrides)
+
+
+@click.group()
+def broker() -> None:
+    """Run a broker."""
+
+
+@broker.command("start")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Kafka-style properties file (key=value per line).")
+@click.option("--broker-id", type=int, help="This broker's id (broker.id).")
+@_listen
+@_data_dir
+@_override
+def broker_start(config_file: str | None, broker_id: int | None, listen: str | None,
+                 data_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Start a broker process; SIGTERM stops it cleanly.
+
+    \b
+    Example:
+      klamm broker start --broker-id 1 --listen 0.0.0.0:9092 --data-dir /var/lib/klamm
+      klamm broker start --config server.properties
+    """
+    _start(config_file, listen, data_dir, broker_id, overrides)

@@ -1,0 +1,52 @@
+"""Turning errors into one line that says what went wrong and what to do, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from klamm.protocol.config import ConfigError
+from klamm.protocol.errors import KlammError
+
+
+class CliError(click.ClickException):
+    """A user-facing failure; its message is printed as one line and the exit code is 1."""
+
+
+def run_cli(cli: click.Group, argv: list[str] | None) -> None:
+    try:
+        cli.main(args=argv, prog_name="klamm", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BaseException as exc:  # noqa: BLE001 - last line of defence against tracebacks
+        if isinstance(exc, SystemExit):
+            raise
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(130)
+        fail(exc)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    click.echo(f"error: {describe(exc)}", err=True)
+    sys.exit(1)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user: our own errors already say what to do."""
+    from klamm.client.errors import ClientError
+
+    if isinstance(exc, (KlammError, ClientError, ConfigError)):
+        return str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused ({exc}); is a broker running there?"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or ''})".strip()
+    return f"{type(exc).__name__}: {exc}"

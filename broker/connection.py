@@ -1,0 +1,232 @@
+"""The broker side of one client connection.
+
+Frames are decoded as they arrive and each request is dispatched at once, so a client can
+pipeline. Answers leave in request order: a FIFO of reply slots, each either ready or waiting
+on a task (a long-poll fetch, an fsync, an acks=all wait). Every ready reply at the head of the
+FIFO after one read is coalesced into a single transport write. Replies carrying file regions
+are sent by the ``ZeroCopyWriter``; while one is being sent nothing else is written and reading
+is paused, which also bounds the memory a fast-pipelining client can make us hold.
+
+A frame that cannot be parsed (garbage, over ``socket.request.max.bytes``) closes this
+connection only; an unknown api or a malformed body gets an error reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from klamm.protocol.frame import FrameDecoder, FrameError, encode_response_head, parse_request
+
+from .sendfile import Region, ZeroCopyWriter
+
+if TYPE_CHECKING:
+    from .server import BrokerServer
+
+log = logging.getLogger(__name__)
+
+# Stop reading from a client that has this many answers queued but unsent.
+MAX_QUEUED_REPLIES = 1024
+
+
+class Reply:
+    """An answer: a msgpack body plus optional raw bytes or file regions sent after it."""
+
+    __slots__ = ("body", "payload", "regions", "on_sent")
+
+    def __init__(self, body: Any, payload: bytes = b"", regions: Sequence[Region] = (),
+                 on_sent: Callable[[], None] | None = None) -> None:
+        self.body = body
+        self.payload = payload
+        self.regions = regions
+        self.on_sent = on_sent
+
+    @property
+    def payload_size(self) -> int:
+        return len(self.payload) + sum(r.size for r in self.regions)
+
+    def release(self) -> None:
+        if self.on_sent is not None:
+            self.on_sent()
+            self.on_sent = None
+
+
+HandlerResult = Reply | Awaitable[Reply] | None
+
+
+class _Slot:
+    __slots__ = ("correlation_id", "reply", "task")
+
+    def __init__(self, correlation_id: int, reply: Reply | None,
+                 task: "asyncio.Task[Reply] | None") -> None:
+        self.correlation_id = correlation_id
+        self.reply = reply
+        self.task = task
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: "BrokerServer") -> None:
+        self.server = server
+        self._decoder = FrameDecoder(server.config.socket_request_max_bytes)
+        self._queue: collections.deque[_Slot] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._writer: ZeroCopyWriter | None = None
+        self._sending = False
+        self._read_paused = False
+        self._closed = False
+        self.peer = "?"
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._writer = ZeroCopyWriter(transport, self.server.config.sendfile_enable,
+                                      self.server.metrics.sendfile_bytes.inc)
+        self.server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            self._abort(f"bad frame: {exc}")
+            return
+        server = self.server
+        for meta, payload in frames:
+            try:
+                request = parse_request(meta, payload)
+            except FrameError as exc:
+                self._abort(f"bad request: {exc}")
+                return
+            result = server.dispatch(request, self)
+            if result is None:
+                continue
+            cid = request.header.correlation_id
+            if isinstance(result, Reply):
+                self._queue.append(_Slot(cid, result, None))
+            else:
+                task = asyncio.ensure_future(result)
+                slot = _Slot(cid, None, task)  # type: ignore[arg-type]
+                task.add_done_callback(lambda _t: self._pump())
+                self._queue.append(slot)
+        self._pump()
+        if len(self._queue) > MAX_QUEUED_REPLIES:
+            self._pause_reading()
+
+    def pause_writing(self) -> None:
+        if self._writer is not None:
+            self._writer.paused()
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._writer is not None:
+            self._writer.resumed()
+        if not self._sending and len(self._queue) <= MAX_QUEUED_REPLIES:
+            self._resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+        while self._queue:
+            slot = self._queue.popleft()
+            if slot.reply is not None:
+                slot.reply.release()
+            elif slot.task is not None:
+                if not slot.task.done():
+                    slot.task.cancel()  # a cancelled handler releases what it holds
+                elif not slot.task.cancelled() and slot.task.exception() is None:
+                    slot.task.result().release()
+        self.server.connection_closed(self)
+
+    # ------------------------------------------------------------------ replies
+    def _pump(self) -> None:
+        """Write every ready reply at the head of the FIFO, in order."""
+        if self._sending or self._closed or self._transport is None:
+            return
+        out: list[bytes] = []
+        queue = self._queue
+        while queue:
+            slot = queue[0]
+            reply = slot.reply
+            if reply is None:
+                task = slot.task
+                assert task is not None
+                if not task.done():
+                    break
+                reply = self._task_reply(task)
+            queue.popleft()
+            if reply.regions:
+                if out:
+                    self._transport.write(b"".join(out))
+                    out = []
+                self._start_sending(slot.correlation_id, reply)
+                return
+            out.append(encode_response_head(slot.correlation_id, reply.body, len(reply.payload)))
+            if reply.payload:
+                out.append(reply.payload)
+        if out:
+            self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if not queue and self._read_paused and not self._sending:
+            self._resume_reading()
+
+    def _task_reply(self, task: "asyncio.Task[Reply]") -> Reply:
+        if task.cancelled():
+            return self.server.error_reply_for(asyncio.CancelledError())
+        exc = task.exception()
+        if exc is not None:
+            return self.server.error_reply_for(exc)
+        return task.result()
+
+    def _start_sending(self, correlation_id: int, reply: Reply) -> None:
+        self._sending = True
+        self._pause_reading()
+        head = encode_response_head(correlation_id, reply.body, reply.payload_size)
+        if reply.payload:
+            head += reply.payload
+        assert self._writer is not None
+        task = asyncio.ensure_future(self._writer.send_regions(head, reply.regions))
+        task.add_done_callback(lambda t: self._sent(t, reply))
+
+    def _sent(self, task: "asyncio.Task[None]", reply: Reply) -> None:
+        reply.release()
+        self._sending = False
+        if task.cancelled() or task.exception() is not None:
+            if not self._closed:
+                exc = None if task.cancelled() else task.exception()
+                self._abort(f"sending file data failed: {exc}")
+            return
+        if not self._closed:
+            self._resume_reading()
+            self._pump()
+
+    # ------------------------------------------------------------------ helpers
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None and not self._closed:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self._transport is not None and not self._closed:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    def _abort(self, reason: str) -> None:
+        log.warning("closing connection from %s: %s", self.peer, reason)
+        self.server.metrics.connections_rejected.inc()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._sending

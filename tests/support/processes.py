@@ -1,0 +1,76 @@
+"""Real broker processes for tests that kill -9, SIGTERM, or restart them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+READY = re.compile(r"listening on (\S+):(\d+)")
+
+
+class BrokerProcess:
+    """``python -m klamm.broker`` with its output collected; ``start`` waits for readiness."""
+
+    def __init__(self, data_dir: str, *, port: int = 0, extra: Sequence[str] = (),
+                 overrides: dict[str, object] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.extra = list(extra)
+        self.overrides = dict(overrides or {})
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "BrokerProcess":
+        args = [sys.executable, "-m", "klamm.broker", "--listen", f"127.0.0.1:{self.port}",
+                "--data-dir", self.data_dir, *self.extra]
+        for key, value in self.overrides.items():
+            args += ["--override", f"{key}={value}"]
+        self._ready.clear()
+        self.output = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.kill()
+            raise RuntimeError("broker did not become ready:\n" + "".join(self.output))
+        return self
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+            m = READY.search(line)
+            if m and not self._ready.is_set():
+                self.port = int(m.group(2))
+                self._ready.set()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no checkpoint, no clean-shutdown marker."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def wait_for_output(self, pattern: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if any(rx.search(line) for line in list(self.output)):
+                return True
+            time.sleep(0.02)
+        return False
