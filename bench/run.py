@@ -1,0 +1,186 @@
+"""Broker benchmarks: a real broker process driven by ``klamm perf``; writes BENCHMARKS.md.
+
+Usage (from the repository root, after ``pip install -e .``)::
+
+    python bench/run.py              # full set, ~5 minutes on 2 cores
+    python bench/run.py --quick      # smaller runs, for a smoke check
+
+Every workload runs the same CLI a user would run; results are also kept as JSON in
+bench/results/broker.json, and the zk benchmark's results (bench/zk_bench.py) are merged into
+BENCHMARKS.md when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+READY = re.compile(r"listening on (\S+):(\d+)")
+
+
+@dataclass
+class Workload:
+    name: str
+    target: str
+    args: list[str]
+    setup: list[list[str]] | None = None
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+class Broker:
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self._ready = threading.Event()
+
+    def __enter__(self) -> "Broker":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "klamm.broker", "--listen", "127.0.0.1:0", "--data-dir",
+             self.data_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(60):
+            raise RuntimeError("broker did not start")
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = READY.search(line)
+            if m:
+                self.port = int(m.group(2))
+                self._ready.set()
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(60)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def klamm(*args: str) -> list[str]:
+    return [sys.executable, "-m", "klamm.broker.cli", *args]
+
+
+def run_json(cmd: list[str], timeout: float = 900) -> dict[str, float]:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def workloads(quick: bool) -> list[Workload]:
+    n100 = 500_000 if quick else 3_000_000
+    n1k = 200_000 if quick else 1_048_576  # 1 GiB of 1 KiB records
+    e2e = 2_000 if quick else 10_000
+    return [
+        Workload("produce 100 B records, acks=1, send() per record", ">= 400,000 records/s",
+                 ["perf", "produce", "p100", "--num-records", str(n100), "--record-size", "100",
+                  "--acks", "1", "--json"], [["topics", "create", "p100", "--partitions", "1"]]),
+        Workload("produce 1 KiB records, acks=1", ">= 250 MB/s",
+                 ["perf", "produce", "p1k", "--num-records", str(n1k), "--record-size", "1024",
+                  "--acks", "1", "--json"], [["topics", "create", "p1k", "--partitions", "1"]]),
+        Workload("consume 100 B records from the start of a partition", ">= 1,500,000 records/s",
+                 ["perf", "consume", "p100", "--num-records", str(n100), "--json"]),
+        Workload("consume 1 KiB records" + ("" if quick else " (1 GiB)"), ">= 600 MB/s",
+                 ["perf", "consume", "p1k", "--num-records", str(n1k), "--json"]),
+        Workload("end-to-end latency at 1,000 records/s, acks=1", "p50 <= 1 ms, p99 <= 3 ms",
+                 ["perf", "e2e", "lat", "--num-records", str(e2e), "--throughput", "1000",
+                  "--record-size", "100", "--json"],
+                 [["topics", "create", "lat", "--partitions", "1"]]),
+    ]
+
+
+def render(info: dict[str, str], rows: list[dict[str, object]], command: str) -> str:
+    lines = ["# Benchmarks", "",
+             f"Generated by `{command}` on {info['date']}. Do not edit by hand: rerun the script.",
+             "", "## Machine", "",
+             f"- CPU: {info['cpu']} ({info['cores']} cores)", f"- Memory: {info['memory']}",
+             f"- Kernel: {info['kernel']}", f"- Python: {info['python']}",
+             "- One broker process and one client process on loopback; the broker's data dir is "
+             "on the local disk (page cache, no fsync per batch: the default flush policy).",
+             "", "## Broker and clients", "",
+             "| workload | target | records/s | MB/s | latency p50 / p99 / max (ms) | command |",
+             "|---|---|---:|---:|---|---|"]
+    for r in rows:
+        res = r["result"]
+        assert isinstance(res, dict)
+        lat = (f"{res.get('latency_ms_p50', 0):.2f} / {res.get('latency_ms_p99', 0):.2f} / "
+               f"{res.get('latency_ms_max', 0):.2f}") if "latency_ms_p50" in res else "-"
+        lines.append(f"| {r['name']} | {r['target']} | {res['records_per_sec']:,.0f} | "
+                     f"{res['mb_per_sec']:,.1f} | {lat} | `{r['command']}` |")
+    zk = RESULTS / "zk.md"
+    if zk.exists():
+        lines += ["", zk.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    opts = parser.parse_args()
+    info = machine()
+    rows: list[dict[str, object]] = []
+    data_dir = tempfile.mkdtemp(prefix="klamm-bench-")
+    try:
+        with Broker(data_dir) as broker:
+            for w in workloads(opts.quick):
+                for setup in w.setup or []:
+                    subprocess.run(klamm(*setup, "-b", broker.bootstrap), check=True,
+                                   capture_output=True)
+                cmd = klamm(*w.args, "-b", broker.bootstrap)
+                print(f"running: {w.name}", flush=True)
+                result = run_json(cmd)
+                shown = "klamm " + shlex.join(w.args)
+                rows.append({"name": w.name, "target": w.target, "command": shown,
+                             "result": result})
+                print(f"  {json.dumps(result)}", flush=True)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "broker.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    command = "python bench/run.py" + (" --quick" if opts.quick else "")
+    Path(opts.output).write_text(render(info, rows, command))
+    print(f"wrote {opts.output}")
+
+
+if __name__ == "__main__":
+    main()
