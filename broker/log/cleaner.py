@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mmap
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from klamm.protocol.compression import Compression
@@ -37,14 +36,14 @@ from klamm.protocol.records import (
     HEADER_SIZE,
     TIMESTAMP_TYPE_LOG_APPEND,
     BatchHeader,
+    CorruptBatch,
     build_batch,
     decode_raw_records,
-    iter_batches,
 )
 
 from .files import CLEANED_SUFFIX, remove_quietly, segment_name
 from .partition_log import PartitionLog
-from .segment import LogSegment
+from .segment import LogSegment, ScanStopped, read_batch_bytes
 
 log = logging.getLogger(__name__)
 
@@ -77,66 +76,72 @@ def _timestamp_of(header: BatchHeader, ts_delta: int) -> int:
     return header.first_timestamp + ts_delta
 
 
-def _batches(buf: mmap.mmap | bytes) -> list[tuple[BatchHeader, int]]:
-    return list(iter_batches(buf))
+class CompactionAborted(Exception):
+    """A source segment was torn, corrupt or changed during the pass."""
+
+
+def _batches(src: SourceSegment) -> Iterator[tuple[int, BatchHeader, memoryview]]:
+    try:
+        yield from read_batch_bytes(src.fd, src.size, validate=True)
+    except ScanStopped as stop:
+        raise CompactionAborted(f"segment {src.base_offset} at {stop.position}: "
+                                f"{stop.reason}") from None
+    except CorruptBatch as exc:
+        raise CompactionAborted(f"segment {src.base_offset}: {exc}") from None
 
 
 def compact_segments(directory: str, sources: list[SourceSegment], now_ms: int,
                      delete_retention_ms: int) -> CompactionResult:
-    """Worker-thread half of a pass: reads only the given descriptors, writes only
-    ``*.cleaned`` files in ``directory``. Closes every source descriptor."""
-    maps: list[mmap.mmap | bytes] = []
+    """Worker-thread half of a pass: reads only the given descriptors (with ``pread``, so a
+    segment truncated meanwhile just ends the pass), writes only ``*.cleaned`` files in
+    ``directory``. Closes every source descriptor. Raises CompactionAborted when a source
+    is torn or corrupt; the caller discards the pass."""
+    written: list[str] = []
     try:
-        for src in sources:
-            maps.append(mmap.mmap(src.fd, src.size, prot=mmap.PROT_READ) if src.size else b"")
         latest: dict[bytes, int] = {}
-        for buf in maps:
-            for header, pos in _batches(buf):
+        for src in sources:
+            for _, header, data in _batches(src):
                 if header.attributes & CONTROL_FLAG:
                     continue
-                raw = decode_raw_records(memoryview(buf)[pos + HEADER_SIZE:pos + header.size],
-                                         header.attributes)
                 base = header.base_offset
-                for rec in raw:
+                for rec in decode_raw_records(data[HEADER_SIZE:], header.attributes):
                     if rec[2] is not None:
                         latest[rec[2]] = base + rec[0]
         horizon = now_ms - delete_retention_ms
         result = CompactionResult()
-        for src, buf in zip(sources, maps):
-            out, removed, expiry = _rewrite(buf, latest, horizon, delete_retention_ms)
+        for src in sources:
+            out, removed, expiry = _rewrite(src, latest, horizon, delete_retention_ms)
             result.records_removed += removed
             result.next_tombstone_expiry_ms = min(result.next_tombstone_expiry_ms, expiry)
             if out is None:
                 continue
             path = os.path.join(directory, segment_name(src.base_offset) + ".log" +
                                 CLEANED_SUFFIX)
+            written.append(path)
             _write_file(path, out)
             result.cleaned[src.base_offset] = path
         return result
+    except BaseException:
+        for path in written:
+            remove_quietly(path)
+        raise
     finally:
-        for buf in maps:
-            if isinstance(buf, mmap.mmap):
-                try:
-                    buf.close()
-                except BufferError:  # a view is still alive after an error; GC unmaps it
-                    pass
         for src in sources:
             os.close(src.fd)
 
 
-def _rewrite(buf: mmap.mmap | bytes, latest: dict[bytes, int], horizon: int,
+def _rewrite(src: SourceSegment, latest: dict[bytes, int], horizon: int,
              delete_retention_ms: int) -> tuple[list[bytes] | None, int, int]:
     """The segment's new content (None when nothing changes), records removed, and the
     earliest time a kept tombstone becomes removable."""
     out: list[bytes] = []
     removed = 0
     expiry = NO_EXPIRY
-    for header, pos in _batches(buf):
-        end = pos + header.size
+    for _, header, data in _batches(src):
         if header.attributes & CONTROL_FLAG:
-            out.append(buf[pos:end])
+            out.append(bytes(data))
             continue
-        raw = decode_raw_records(memoryview(buf)[pos + HEADER_SIZE:end], header.attributes)
+        raw = decode_raw_records(data[HEADER_SIZE:], header.attributes)
         base = header.base_offset
         kept = []
         for rec in raw:
@@ -151,7 +156,7 @@ def _rewrite(buf: mmap.mmap | bytes, latest: dict[bytes, int], horizon: int,
             kept.append(rec)
         removed += len(raw) - len(kept)
         if len(kept) == len(raw):
-            out.append(buf[pos:end])
+            out.append(bytes(data))
         elif kept:
             out.append(build_batch(
                 kept, header.first_timestamp, header.max_timestamp,
@@ -206,8 +211,12 @@ class LogCleaner:
         sizes = {s.base_offset: s.size for s in candidates}
         sources = [SourceSegment(s.base_offset, os.dup(s.fd), s.size) for s in candidates]
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, compact_segments, plog.dir, sources, now_ms,
-                                            plog.config.delete_retention_ms)
+        try:
+            result = await loop.run_in_executor(None, compact_segments, plog.dir, sources,
+                                                now_ms, plog.config.delete_retention_ms)
+        except CompactionAborted as exc:
+            log.warning("compaction of %s aborted: %s", plog.dir, exc)
+            return 0
         current = {s.base_offset: s for s in plog.segments}
         unchanged = (not plog.closed and plog.generation == generation
                      and all(b in current and current[b].size == n and

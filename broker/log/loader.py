@@ -64,13 +64,17 @@ def load_log(directory: str, config: TopicConfig, *, recovery_point: int,
         return LoadedLog(segments, start, start, 0)
 
     truncated = 0
+    first_recovered = len(segments) if clean else max(segments.floor_index(recovery_point), 0)
+    for segment in list(segments)[:first_recovered]:
+        if segment.needs_rebuild:
+            truncated += segment.recover(validate=False)
     if clean:
         try:
             segments.active.load_tail()
         except CorruptBatch as exc:
             log.warning("%s: damaged tail after a clean shutdown (%s); recovering", directory,
                         exc)
-            truncated = segments.active.recover()
+            truncated += segments.active.recover()
         end = segments.active.next_offset
         recovered_to = min(recovery_point, end)
     else:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from klamm.protocol.records import (
     HEADER_SIZE,
@@ -76,6 +75,7 @@ class LogSegment:
         self.offset_of_max_timestamp = base_offset
         self.bytes_since_last_index = 0
         self.failed = False  # a failed write could not be undone; refuse further writes
+        self.needs_rebuild = False  # indexes missing at open: the loader rebuilds them
         self.closed = False
 
     # ------------------------------------------------------------------ construction
@@ -94,7 +94,7 @@ class LogSegment:
     def open(cls, directory: str, base_offset: int, *, index_bytes: int,
              index_interval: int, now_ms: int, rebuild: bool = False) -> LogSegment:
         """An existing segment; indexes are read lazily. Its largest timestamp comes from the
-        time index (or the file's mtime when it has none); a missing time index is rebuilt."""
+        time index; missing or torn index files set ``needs_rebuild`` for the loader."""
         path = os.path.join(directory, segment_name(base_offset) + LOG_SUFFIX)
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
         st = os.fstat(fd)
@@ -108,13 +108,11 @@ class LogSegment:
             if not os.path.exists(seg.index.path):
                 raise CorruptIndex(f"{seg.index.path} is missing")
         except CorruptIndex as exc:
-            log.warning("rebuilding indexes of %s: %s", path, exc)
-            seg.recover(validate=False)
+            log.warning("indexes of %s must be rebuilt: %s", path, exc)
+            seg.needs_rebuild = True
             return seg
         if last is not None:
             seg.max_timestamp, seg.offset_of_max_timestamp = last
-        elif st.st_size:
-            seg.max_timestamp = int(st.st_mtime * 1000)
         return seg
 
     # ------------------------------------------------------------------ properties
@@ -259,6 +257,7 @@ class LogSegment:
         """Rebuild indexes and in-memory state by scanning every batch (CRC-checked when
         ``validate``); truncate the file at the first torn, corrupt or out-of-order batch.
         Returns the number of bytes truncated."""
+        self.needs_rebuild = False
         self.index.reset()
         self.time_index.reset()
         self.max_timestamp = -1
@@ -266,46 +265,36 @@ class LogSegment:
         self.bytes_since_last_index = 0
         self.next_offset = self.base_offset
         size = os.fstat(self.fd).st_size
-        pos = 0
-        if size:
-            mm = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
-            try:
-                pos = self._scan(mm, size, validate)
-            finally:
-                mm.close()
+        pos = self._scan(size, validate)
         self.size = pos
         truncated = size - pos
         if truncated:
             os.ftruncate(self.fd, pos)
         return truncated
 
-    def _scan(self, buf: mmap.mmap, size: int, validate: bool) -> int:
-        pos = 0
+    def _scan(self, size: int, validate: bool) -> int:
+        """Index every good batch; returns the end of the last one."""
+        end = 0
         expected = self.base_offset
         problem = ""
-        while pos < size:
-            try:
-                header = validate_batch(buf, pos) if validate else read_header(buf, pos)
-            except CorruptBatch as exc:
-                problem = str(exc)
-                break
-            if pos + header.size > size:
-                problem = "torn batch at end of file"
-                break
-            if header.base_offset < expected or header.last_offset_delta < 0:
-                problem = f"batch offset {header.base_offset} is before {expected}"
-                break
-            if header.last_offset - self.base_offset > MAX_RELATIVE:
-                problem = f"batch offset {header.last_offset} does not fit this segment"
-                break
-            self._index_batch(header.base_offset, header.last_offset, header.max_timestamp,
-                              header.size, pos)
-            expected = header.next_offset
-            pos += header.size
+        try:
+            for pos, header in read_batches(self.fd, size, validate=validate):
+                if header.base_offset < expected:
+                    problem = f"batch offset {header.base_offset} is before {expected}"
+                    break
+                if header.last_offset - self.base_offset > MAX_RELATIVE:
+                    problem = f"batch offset {header.last_offset} does not fit this segment"
+                    break
+                self._index_batch(header.base_offset, header.last_offset,
+                                  header.max_timestamp, header.size, pos)
+                expected = header.next_offset
+                end = pos + header.size
+        except ScanStopped as stop:
+            problem = stop.reason
         if problem:
             log.warning("%s: truncating %d bytes at position %d: %s", self.log_path,
-                        size - pos, pos, problem)
-        return pos
+                        size - end, end, problem)
+        return end
 
     def load_tail(self) -> None:
         """Restore the active segment's in-memory state after a clean shutdown by reading
@@ -389,6 +378,60 @@ class LogSegment:
 
     def __repr__(self) -> str:
         return f"LogSegment({self.log_path!r}, size={self.size})"
+
+
+class ScanStopped(Exception):
+    """A scan met a torn or corrupt batch at ``position``."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(reason)
+        self.position = position
+        self.reason = reason
+
+
+SCAN_CHUNK = 1 << 20
+
+
+def read_batches(fd: int, size: int, *, validate: bool = True
+                 ) -> Iterator[tuple[int, BatchHeader]]:
+    """``(position, header)`` of every batch in the first ``size`` bytes of ``fd``, read with
+    ``pread`` in chunks (never mmap: a file shrinking underneath must not kill the process).
+    Raises ScanStopped at the first torn or (when ``validate``) corrupt batch."""
+    for pos, header, _ in read_batch_bytes(fd, size, validate=validate):
+        yield pos, header
+
+
+def read_batch_bytes(fd: int, size: int, *, validate: bool = True
+                     ) -> Iterator[tuple[int, BatchHeader, memoryview]]:
+    """Like ``read_batches`` but also yields each batch's bytes (valid until the next step)."""
+    pos = 0
+    buf = memoryview(b"")
+    buf_start = 0
+    while pos < size:
+        off = pos - buf_start
+        if off + HEADER_SIZE > len(buf):
+            buf, buf_start, off = memoryview(os.pread(fd, min(SCAN_CHUNK, size - pos), pos)), \
+                pos, 0
+            if len(buf) < HEADER_SIZE:
+                raise ScanStopped(pos, "torn batch header at end of file")
+        try:
+            header = read_header(buf, off)
+        except CorruptBatch as exc:
+            raise ScanStopped(pos, str(exc)) from None
+        if pos + header.size > size:
+            raise ScanStopped(pos, "torn batch at end of file")
+        if off + header.size > len(buf):
+            buf = memoryview(os.pread(fd, max(min(SCAN_CHUNK, size - pos), header.size), pos))
+            buf_start, off = pos, 0
+            if len(buf) < header.size:
+                raise ScanStopped(pos, "torn batch at end of file")
+        if validate:
+            try:
+                validate_batch(buf, off)
+            except CorruptBatch as exc:
+                raise ScanStopped(pos, str(exc)) from None
+        yield pos, header, buf[off:off + header.size]
+        pos += header.size
 
 
 def _writev_all(fd: int, buffers: Sequence[bytes | memoryview], total: int) -> None:

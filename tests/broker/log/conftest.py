@@ -14,6 +14,7 @@ from klamm.broker.log import FetchData, PartitionLog
 from klamm.protocol.records import BatchHeader, Record, build_batch, decode_records, validate_batch
 
 T0 = 1_700_000_000_000  # ms; a fixed "now" so timestamps in tests are exact
+DAY_MS = 24 * 60 * 60 * 1000
 
 
 class FakeClock:
