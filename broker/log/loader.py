@@ -68,6 +68,8 @@ def load_log(directory: str, config: TopicConfig, *, recovery_point: int,
     for segment in list(segments)[:first_recovered]:
         if segment.needs_rebuild:
             truncated += segment.recover(validate=False)
+            if segment is not segments.active:
+                segment.on_become_inactive()
     if clean:
         try:
             segments.active.load_tail()
@@ -120,6 +122,8 @@ def _recover(directory: str, segments: LogSegments, recovery_point: int) -> int:
         segment = segments[i]
         lost = segment.recover(validate=True)
         truncated += lost
+        if i + 1 < len(segments) and not lost:
+            segment.on_become_inactive()
         if lost and i + 1 < len(segments):
             for later in list(segments)[i + 1:]:
                 log.warning("%s: dropping segment %d after a corrupt batch", directory,

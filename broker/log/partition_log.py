@@ -9,6 +9,19 @@ Invariants:
   byte is written, and a failed write is truncated away.
 - Records are never decoded here; only batch headers are read.
 
+Durability (what survives what):
+- A process crash (kill -9, OOM) loses nothing that ``append`` returned: the bytes are in the
+  kernel page cache. Restart re-validates everything past the recovery point and truncates
+  only a batch torn by the crash itself.
+- A power loss or kernel crash loses whatever was not fsynced. By default (``flush.messages``
+  and ``flush.ms`` unset) fsync happens only on segment roll (in the background) and on clean
+  shutdown, so acknowledged records can be lost - durability then comes from replication, as
+  in Kafka. ``flush.messages=1`` makes the produce path wait for an fsync covering the batch
+  (group commit: one fsync for everything appended meanwhile); ``flush.ms=N`` bounds the loss
+  window to about N ms plus ``log.flush.scheduler.interval.ms``.
+- ``recovery_point`` only moves after an fsync has covered it; everything past it is
+  re-validated after an unclean shutdown, so a torn or corrupt batch is never served.
+
 Concurrency: single-threaded on the event loop. The only work done in other threads is
 ``fsync`` of ``dup()``ed descriptors during ``flush``, so closing or deleting segments never
 races a syncing thread.
@@ -72,6 +85,7 @@ class PartitionLog:
         self.leader_epoch_cache.truncate_from_start(self.log_start_offset)
         self.fsync_count = 0  # flush rounds that ran (each fsyncs every dirty file once)
         self.generation = 0  # bumped whenever segments are removed, truncated or replaced
+        self._truncations = 0
         self._last_flush_ms = self._now_ms()
         self._flushing: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -121,7 +135,8 @@ class PartitionLog:
         """Check every batch before anything is written; returns ``(position, header)``."""
         if not len(view):
             raise CorruptBatch("empty record set")
-        limit = self.config.max_message_bytes
+        # A follower stores what the leader accepted, even if the limits changed since.
+        limit = self.config.max_message_bytes if producer else len(view)
         out: list[tuple[int, BatchHeader]] = []
         pos = 0
         end = len(view)
@@ -137,7 +152,7 @@ class PartitionLog:
                                    f"delta {header.last_offset_delta}; offsets must be dense")
             out.append((pos, header))
             pos += header.size
-        if end > self.config.segment_bytes:
+        if producer and end > self.config.segment_bytes:
             raise RecordTooLarge(f"append of {end} bytes exceeds segment.bytes="
                                  f"{self.config.segment_bytes} of {self.topic}")
         return out
@@ -258,6 +273,7 @@ class PartitionLog:
     async def _flush_round(self) -> None:
         try:
             end = self.log_end_offset
+            truncations = self._truncations
             fds = self._sync_fds()
             loop = asyncio.get_running_loop()
             try:
@@ -265,7 +281,8 @@ class PartitionLog:
             except OSError as exc:
                 raise LogStorageError(f"fsync of {self.dir} failed: {exc.strerror or exc}") \
                     from exc
-            self._flushed(end)
+            if truncations == self._truncations:  # else bytes past a truncation may be new
+                self._flushed(end)
         finally:
             self._flushing = None
 
@@ -388,6 +405,7 @@ class PartitionLog:
         if offset >= self.log_end_offset:
             return
         self.generation += 1
+        self._truncations += 1
         i = self.segments.floor_index(offset)
         if i < 0 or offset <= self.segments.first.base_offset:
             self._truncate_fully(max(offset, 0))

@@ -160,7 +160,7 @@ class LogSegment:
         self.next_offset = last + 1
 
     # ------------------------------------------------------------------ write path
-    def append(self, buffers: Sequence[bytes | memoryview], total: int,
+    def append(self, buffers: Sequence[bytes | bytearray | memoryview], total: int,
                batches: Sequence[BatchInfo]) -> None:
         """Write whole batches with as few ``writev`` calls as possible, then index them.
 
@@ -270,6 +270,8 @@ class LogSegment:
         truncated = size - pos
         if truncated:
             os.ftruncate(self.fd, pos)
+        self.index.write_pending()
+        self.time_index.write_pending()
         return truncated
 
     def _scan(self, size: int, validate: bool) -> int:
@@ -434,7 +436,8 @@ def read_batch_bytes(fd: int, size: int, *, validate: bool = True
         pos += header.size
 
 
-def _writev_all(fd: int, buffers: Sequence[bytes | memoryview], total: int) -> None:
+def _writev_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview],
+                total: int) -> None:
     """``writev`` every buffer, resuming after short writes; at most IOV_MAX per call."""
     pending = list(buffers)
     while pending:

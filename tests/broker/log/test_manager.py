@@ -15,7 +15,7 @@ from klamm.broker.config import BrokerConfig, TopicConfig
 from klamm.broker.log import LogManager
 from klamm.broker.log.checkpoints import CLEAN_SHUTDOWN_FILE
 
-from .conftest import T0, FakeClock, batch, fetched_bytes, headers_of, segment_files
+from .conftest import FakeClock, batch, fetched_bytes, headers_of, segment_files
 
 
 def broker_config(tmp_path: Path, **values: Any) -> BrokerConfig:

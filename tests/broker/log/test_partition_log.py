@@ -136,7 +136,7 @@ def test_read_spans_segments(open_log: OpenLog) -> None:
     heads = headers_of(fetched_bytes(data))
     assert heads[0].base_offset == 0
     assert heads[-1].next_offset == plog.log_end_offset
-    assert all(a.next_offset == b.base_offset for a, b in zip(heads, heads[1:]))
+    assert all(a.next_offset == b.base_offset for a, b in zip(heads, heads[1:], strict=False))
 
 
 def test_read_spanning_segments_still_respects_max_bytes(open_log: OpenLog) -> None:

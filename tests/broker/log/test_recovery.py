@@ -111,7 +111,9 @@ def test_deleted_index_is_rebuilt_with_the_same_entries(open_log: OpenLog,
     assert len(before) > 0
     index.unlink()
     timeindex.unlink()
-    again = open_log(index_interval_bytes=200, segment_bytes=2048)
+    again = open_log(index_interval_bytes=200, segment_bytes=2048, recovery_point=90)
+    assert again.segment_count > 1
+    assert index.read_bytes() == before  # rebuilt and written at load, not left to a flush
     again.update_high_watermark(again.log_end_offset)
     assert len(headers_of(fetched_bytes(again.read(7, 1 << 20)))) == 28
     again.close()
