@@ -333,3 +333,24 @@ def test_follower_append_keeps_offsets_and_epochs(open_log: OpenLog, tmp_path: P
     assert fetched_bytes(follower.read(0, 1 << 20)) == payload
     with pytest.raises(Exception, match="does not follow"):
         follower.append_as_follower(payload)
+
+
+def test_high_watermark_is_clamped_to_the_log(open_log: OpenLog) -> None:
+    plog = open_log()
+    fill(plog, 2)
+    assert plog.update_high_watermark(100) == 6
+    assert plog.update_high_watermark(-5) == 0
+
+
+def test_fetched_region_stays_readable_after_its_segment_is_deleted(
+        open_log: OpenLog, clock: FakeClock) -> None:
+    plog = open_log(segment_bytes=1024, retention_ms=1000, file_delete_delay_ms=0)
+    for _ in range(10):
+        plog.append(batch(3, ts=clock.ms), 0)
+    plog.update_high_watermark(plog.log_end_offset)
+    data = plog.read(0, 500)
+    clock.advance(5000)
+    assert plog.delete_old_segments() >= 1
+    assert not os.path.exists(plog.segments.first.dir + "/00000000000000000000.log")
+    heads = headers_of(fetched_bytes(data))  # the caller's dup()ed fd outlives the file name
+    assert heads and heads[0].base_offset == 0 and data.size == sum(h.size for h in heads)
