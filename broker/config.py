@@ -92,6 +92,7 @@ class BrokerConfig(KlammConfig):
     host: str = "127.0.0.1"
     port: int = Field(9092, ge=0, le=65535)
     advertised_host: str | None = None
+    advertised_port: int | None = Field(None, ge=1, le=65535)
     broker_rack: str | None = None
     log_dir: str = "./klamm-data"
     num_partitions: int = Field(1, ge=1)

@@ -36,3 +36,15 @@ class NoBrokersAvailable(ClientError):
 
 class ClientClosedError(ClientError):
     """The client was stopped; create a new one."""
+
+
+class MessageSizeTooLargeError(ClientError):
+    """A record is larger than max.request.size (or buffer.memory); it was not queued."""
+
+
+class BufferExhaustedError(KlammTimeoutError):
+    """send() waited max.block.ms for buffer.memory to free up; the record was not queued."""
+
+
+class ProducerClosedError(ClientClosedError):
+    """send() after stop(): the record was not queued."""

@@ -11,6 +11,7 @@ import uvloop
 
 from klamm.broker.config import BrokerConfig
 from klamm.broker.server import BrokerServer
+from tests.support.proxy import FaultProxy
 
 # Short intervals keep background tasks observable within a test's lifetime.
 FAST_BROKER = {
@@ -51,6 +52,19 @@ async def broker_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield factory
     for server in started:
         await server.stop()
+
+
+@pytest.fixture
+async def proxied_broker(broker_factory: Callable[..., Any]
+                         ) -> AsyncIterator[tuple[BrokerServer, FaultProxy]]:
+    """A broker that clients reach only through a FaultProxy (it advertises the proxy)."""
+    proxy = await FaultProxy("127.0.0.1", 1).start()
+    server = await broker_factory(advertised_port=proxy.port)
+    proxy.retarget("127.0.0.1", server.port)
+    try:
+        yield server, proxy
+    finally:
+        await proxy.stop()
 
 
 @pytest.fixture

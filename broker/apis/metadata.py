@@ -38,7 +38,7 @@ def handle_metadata(server: "BrokerServer", request: Request) -> HandlerResult:
         topics.append(_describe(server, name))
     cfg = server.config
     broker = {"node_id": cfg.broker_id, "host": cfg.advertised_host or cfg.host,
-              "port": server.port, "rack": cfg.broker_rack}
+              "port": cfg.advertised_port or server.port, "rack": cfg.broker_rack}
     return Reply({"cluster_id": server.cluster_id, "controller_id": cfg.broker_id,
                   "brokers": [broker], "topics": topics})
 

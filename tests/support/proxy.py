@@ -17,7 +17,7 @@ from typing import Literal
 Direction = Literal["up", "down"]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pipe:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter

@@ -101,3 +101,28 @@ async def create_topic(conn: RawConnection, name: str, partitions: int = 1,
          "configs": configs or {}}], "timeout_ms": 5000, "validate_only": False})
     code = r.body["topics"][0]["error_code"]
     assert code == 0, r.body
+
+
+async def fetch_records(address: str, topic: str, partition: int = 0) -> list[Any]:
+    """Every committed record of a partition (protocol.records.Record), read with raw fetches."""
+    from klamm.protocol.api import ApiKey
+    from klamm.protocol.records import decode_records, iter_batches
+
+    conn = await RawConnection.open(address)
+    out: list[Any] = []
+    offset = 0
+    try:
+        while True:
+            r = await conn.call(ApiKey.FETCH, fetch_body(topic, partition, offset,
+                                                         partition_max_bytes=8 << 20))
+            part = r.body["topics"][0]["partitions"][0]
+            if part["error_code"] or part["records_size"] == 0:
+                assert part["error_code"] == 0, part
+                return out
+            payload = bytes(r.payload)
+            for header, pos in iter_batches(payload):
+                out.extend(rec for rec in decode_records(payload, pos, header)
+                           if rec.offset >= offset)
+                offset = header.next_offset
+    finally:
+        await conn.close()

@@ -1,0 +1,153 @@
+"""``klamm topics``: create, list, describe, alter, delete (output like kafka-topics)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import bootstrap_option, parse_kv, run
+
+if TYPE_CHECKING:
+    from klamm.client.admin import TopicDescription
+
+
+@click.group()
+def topics() -> None:
+    """Manage topics.
+
+    \b
+    Example:
+      klamm topics create orders --partitions 3 --config retention.ms=86400000
+      klamm topics describe orders
+    """
+
+
+@topics.command("create")
+@click.argument("name")
+@bootstrap_option
+@click.option("--partitions", type=int, default=-1, help="Partition count (default: broker's "
+              "num.partitions).")
+@click.option("--replication-factor", type=int, default=-1,
+              help="Replicas per partition (default: broker's default.replication.factor).")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="Topic config override (repeatable).")
+@click.option("--if-not-exists", is_flag=True, help="Succeed if the topic already exists.")
+def create(name: str, bootstrap: str, partitions: int, replication_factor: int,
+           configs: tuple[str, ...], if_not_exists: bool) -> None:
+    """Create topic NAME.
+
+    \b
+    Example:
+      klamm topics create orders --partitions 3 --config cleanup.policy=compact
+    """
+    async def go() -> None:
+        from klamm.client import Admin, NewTopic
+        from klamm.client.errors import TopicAlreadyExistsError
+
+        async with Admin(bootstrap_servers=bootstrap) as admin:
+            try:
+                await admin.create_topics([NewTopic(name, partitions, replication_factor,
+                                                    parse_kv(configs, "--config"))])
+            except TopicAlreadyExistsError:
+                if not if_not_exists:
+                    raise
+                return
+        click.echo(f"Created topic {name}.")
+    run(go())
+
+
+@topics.command("list")
+@bootstrap_option
+def list_(bootstrap: str) -> None:
+    """List topic names, one per line.
+
+    \b
+    Example:
+      klamm topics list -b localhost:9092
+    """
+    async def go() -> list[str]:
+        from klamm.client import Admin
+
+        async with Admin(bootstrap_servers=bootstrap) as admin:
+            return await admin.list_topics()
+    for name in run(go()):
+        click.echo(name)
+
+
+@topics.command("describe")
+@click.argument("name", required=False)
+@bootstrap_option
+def describe(name: str | None, bootstrap: str) -> None:
+    """Describe NAME (or every topic): partitions, leaders, replicas, ISR, config overrides.
+
+    \b
+    Example:
+      klamm topics describe orders
+    """
+    async def go() -> list[tuple["TopicDescription", dict[str, str | None]]]:
+        from klamm.client import Admin
+
+        async with Admin(bootstrap_servers=bootstrap) as admin:
+            out = []
+            for desc in await admin.describe_topics([name] if name else None):
+                configs = await admin.describe_configs(desc.name)
+                out.append((desc, {k: c.value for k, c in configs.items()
+                                   if c.source == "topic"}))
+            return out
+    for desc, overrides in run(go()):
+        rf = len(desc.partitions[0].replicas) if desc.partitions else 0
+        cfg = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        click.echo(f"Topic: {desc.name}\tPartitionCount: {len(desc.partitions)}\t"
+                   f"ReplicationFactor: {rf}\tConfigs: {cfg}")
+        for p in desc.partitions:
+            click.echo(f"\tTopic: {desc.name}\tPartition: {p.partition}\tLeader: {p.leader}\t"
+                       f"Replicas: {','.join(map(str, p.replicas))}\t"
+                       f"Isr: {','.join(map(str, p.isr))}")
+
+
+@topics.command("alter")
+@click.argument("name")
+@bootstrap_option
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="Set a topic config (repeatable).")
+@click.option("--delete-config", "deletes", multiple=True, metavar="KEY",
+              help="Remove a topic override, back to the broker default (repeatable).")
+def alter(name: str, bootstrap: str, configs: tuple[str, ...], deletes: tuple[str, ...]) -> None:
+    """Change topic configs.
+
+    \b
+    Example:
+      klamm topics alter orders --config retention.ms=3600000 --delete-config segment.bytes
+    """
+    changes: dict[str, str | None] = dict(parse_kv(configs, "--config"))
+    changes.update({k: None for k in deletes})
+    if not changes:
+        raise click.UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
+
+    async def go() -> None:
+        from klamm.client import Admin
+
+        async with Admin(bootstrap_servers=bootstrap) as admin:
+            await admin.alter_configs(name, changes)
+        click.echo(f"Updated config of topic {name}.")
+    run(go())
+
+
+@topics.command("delete")
+@click.argument("name")
+@bootstrap_option
+def delete(name: str, bootstrap: str) -> None:
+    """Delete topic NAME and all its data.
+
+    \b
+    Example:
+      klamm topics delete orders
+    """
+    async def go() -> None:
+        from klamm.client import Admin
+
+        async with Admin(bootstrap_servers=bootstrap) as admin:
+            await admin.delete_topics([name])
+        click.echo(f"Deleted topic {name}.")
+    run(go())

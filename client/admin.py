@@ -1,0 +1,155 @@
+"""Async administration client: topics, configs, offsets, cluster description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
+from klamm.protocol.errors import ErrorCode, error_for
+
+from .cluster import BrokerInfo, Cluster, PartitionInfo
+from .config import CommonClientConfig
+from .structs import NewTopic, TopicPartition
+
+
+class AdminConfig(CommonClientConfig):
+    client_id: str = "klamm-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    name: str
+    is_internal: bool
+    partitions: list[PartitionInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    name: str
+    value: str | None
+    source: str  # "default", "broker" or "topic"
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDescription:
+    cluster_id: str | None
+    controller_id: int
+    brokers: list[BrokerInfo]
+
+
+def _raise_for(code: int, message: str | None) -> None:
+    if code:
+        raise error_for(code, message)
+
+
+class Admin:
+    def __init__(self, config: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
+        self.config = AdminConfig.build(config, **kwargs)
+        self._cluster = Cluster(self.config)
+
+    async def start(self) -> None:
+        await self._cluster.bootstrap()
+
+    async def stop(self) -> None:
+        await self._cluster.close()
+
+    async def __aenter__(self) -> "Admin":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _call(self, api: ApiKey, body: dict[str, Any]) -> Any:
+        return (await self._cluster.request(None, api, body)).body
+
+    # ------------------------------------------------------------------ topics
+    async def create_topics(self, topics: list[NewTopic], *, validate_only: bool = False,
+                            timeout_ms: int = 30_000) -> None:
+        """Create topics; raises the first error (e.g. TopicAlreadyExistsError)."""
+        body = await self._call(ApiKey.CREATE_TOPICS, {
+            "topics": [{"topic": t.name, "num_partitions": t.num_partitions,
+                        "replication_factor": t.replication_factor,
+                        "configs": {k: str(v) for k, v in t.configs.items()}} for t in topics],
+            "timeout_ms": timeout_ms, "validate_only": validate_only})
+        for res in body["topics"]:
+            _raise_for(res["error_code"], res.get("error_message"))
+
+    async def delete_topics(self, names: list[str], *, timeout_ms: int = 30_000) -> None:
+        body = await self._call(ApiKey.DELETE_TOPICS, {"topics": names, "timeout_ms": timeout_ms})
+        for res in body["topics"]:
+            _raise_for(res["error_code"], res.get("error_message"))
+
+    async def list_topics(self) -> list[str]:
+        md = await self._cluster.refresh(None)
+        return sorted(md.topics)
+
+    async def describe_topics(self, names: list[str] | None = None) -> list[TopicDescription]:
+        md = await self._cluster.refresh(names)
+        out = []
+        for name in (names if names is not None else sorted(md.topics)):
+            info = md.topics.get(name)
+            if info is None:
+                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                f"topic {name!r} does not exist")
+            _raise_for(info.error_code, name)
+            out.append(TopicDescription(name, info.is_internal,
+                                        [info.partitions[p] for p in sorted(info.partitions)]))
+        return out
+
+    async def describe_cluster(self) -> ClusterDescription:
+        md = await self._cluster.refresh([])
+        return ClusterDescription(md.cluster_id, md.controller_id,
+                                  [md.brokers[b] for b in sorted(md.brokers)])
+
+    # ------------------------------------------------------------------ configs
+    async def describe_configs(self, topic: str) -> dict[str, ConfigEntry]:
+        body = await self._call(ApiKey.DESCRIBE_CONFIGS,
+                                {"resources": [{"type": "topic", "name": topic}]})
+        res = body["resources"][0]
+        _raise_for(res["error_code"], res.get("error_message"))
+        return {c["name"]: ConfigEntry(c["name"], c["value"], c["source"], c["read_only"])
+                for c in res["configs"]}
+
+    async def alter_configs(self, topic: str, changes: dict[str, Any], *,
+                            validate_only: bool = False) -> None:
+        """Set topic overrides; a None value removes the override (back to the default)."""
+        body = await self._call(ApiKey.ALTER_CONFIGS, {
+            "resources": [{"type": "topic", "name": topic,
+                           "configs": {k: None if v is None else str(v)
+                                       for k, v in changes.items()}}],
+            "validate_only": validate_only})
+        res = body["resources"][0]
+        _raise_for(res["error_code"], res.get("error_message"))
+
+    # ------------------------------------------------------------------ offsets
+    async def list_offsets(self, specs: dict[TopicPartition, str | int]
+                           ) -> dict[TopicPartition, tuple[int, int]]:
+        """``{tp: "earliest" | "latest" | timestamp_ms}`` -> ``{tp: (offset, timestamp)}``;
+        offset -1 when no record is at or after the timestamp."""
+        md = await self._cluster.refresh(sorted({tp.topic for tp in specs}))
+        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
+        for tp, spec in specs.items():
+            ts = {"earliest": EARLIEST_TIMESTAMP, "latest": LATEST_TIMESTAMP}.get(
+                spec, spec) if isinstance(spec, str) else spec
+            if not isinstance(ts, int):
+                raise ValueError(f"offset spec must be earliest, latest or a timestamp, got "
+                                 f"{spec!r}")
+            leader = md.leader_for(tp.topic, tp.partition)
+            if leader is None:
+                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                f"{tp.topic}-{tp.partition}")
+            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
+                {"partition": tp.partition, "timestamp": ts})
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        for leader, topics in by_leader.items():
+            body = (await self._cluster.request(leader, ApiKey.LIST_OFFSETS, {
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
+            for t in body["topics"]:
+                for p in t["partitions"]:
+                    _raise_for(p["error_code"], p.get("error_message"))
+                    out[TopicPartition(t["topic"], p["partition"])] = (p["offset"],
+                                                                       p["timestamp"])
+        return out

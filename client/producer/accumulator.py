@@ -1,0 +1,139 @@
+"""Per-partition batches waiting to be sent, and the futures users await.
+
+``send()`` appends a record tuple ``(offset_delta, timestamp_delta, key, value, headers)`` to
+the open batch of its partition; the batch is encoded with one msgpack call when it is sent.
+A record's future is a tiny object (batch + index) resolved from the batch's single
+asyncio future, so a send costs no per-record future. Single-threaded: one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from klamm.protocol.compression import Compression
+from klamm.protocol.records import build_batch
+
+from ..structs import RecordMetadata, TopicPartition
+
+RECORD_OVERHEAD = 12  # msgpack framing per record, roughly
+
+
+class ProducerBatch:
+    __slots__ = ("tp", "records", "size", "first_ts", "max_ts", "created", "future",
+                 "attempts", "deadline", "log_append_time", "encoded", "retry_at")
+
+    def __init__(self, tp: TopicPartition, first_ts: int, deadline: float) -> None:
+        self.tp = tp
+        self.records: list[tuple[Any, ...]] = []
+        self.size = 0
+        self.first_ts = first_ts
+        self.max_ts = first_ts
+        self.created = time.monotonic()
+        self.future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.attempts = 0
+        self.deadline = deadline
+        self.log_append_time = -1
+        self.encoded: bytes | None = None
+        self.retry_at = 0.0
+
+    def encode(self, compression: Compression) -> bytes:
+        if self.encoded is None:
+            self.encoded = build_batch(self.records, self.first_ts, self.max_ts,
+                                       compression=compression)
+        return self.encoded
+
+    def done(self, base_offset: int, log_append_time: int) -> None:
+        self.log_append_time = log_append_time
+        if not self.future.done():
+            self.future.set_result(base_offset)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class RecordFuture:
+    """Awaitable RecordMetadata of one record: ``md = await fut``; callbacks get the future."""
+
+    __slots__ = ("_batch", "_index", "_ts")
+
+    def __init__(self, batch: ProducerBatch, index: int, ts: int) -> None:
+        self._batch = batch
+        self._index = index
+        self._ts = ts
+
+    def __await__(self) -> Generator[Any, None, RecordMetadata]:
+        yield from self._batch.future.__await__()
+        return self.result()
+
+    def done(self) -> bool:
+        return self._batch.future.done()
+
+    def result(self) -> RecordMetadata:
+        batch = self._batch
+        base = batch.future.result()
+        tp = batch.tp
+        ts = batch.log_append_time if batch.log_append_time >= 0 else self._ts
+        return RecordMetadata(tp.topic, tp.partition, base + self._index if base >= 0 else -1,
+                              ts)
+
+    def exception(self) -> BaseException | None:
+        return self._batch.future.exception()
+
+    def add_done_callback(self, fn: Callable[["RecordFuture"], Any]) -> None:
+        self._batch.future.add_done_callback(lambda _f: fn(self))
+
+
+class RecordAccumulator:
+    """Open and ready batches per partition, in send order, plus the memory they hold."""
+
+    def __init__(self, batch_size: int, linger_ms: int, buffer_memory: int,
+                 delivery_timeout_ms: int) -> None:
+        self.batch_size = batch_size
+        self.linger = linger_ms / 1000
+        self.buffer_memory = buffer_memory
+        self.delivery_timeout = delivery_timeout_ms / 1000
+        self.open: dict[TopicPartition, ProducerBatch] = {}
+        # Closed batches awaiting send, per partition, oldest first (retries go to the front).
+        self.queued: dict[TopicPartition, collections.deque[ProducerBatch]] = {}
+        self.buffered = 0
+        self.memory_freed = asyncio.Event()
+        self.wakeup = asyncio.Event()
+
+    def new_batch(self, tp: TopicPartition, ts: int) -> ProducerBatch:
+        batch = ProducerBatch(tp, ts, time.monotonic() + self.delivery_timeout)
+        self.open[tp] = batch
+        return batch
+
+    def close_batch(self, batch: ProducerBatch) -> None:
+        """Move an open batch to its partition's send queue."""
+        if self.open.get(batch.tp) is batch:
+            del self.open[batch.tp]
+        self.queued.setdefault(batch.tp, collections.deque()).append(batch)
+        self.wakeup.set()
+
+    def requeue_front(self, batch: ProducerBatch) -> None:
+        self.queued.setdefault(batch.tp, collections.deque()).appendleft(batch)
+
+    def close_lingered(self, now: float, force: bool) -> float | None:
+        """Close open batches whose linger expired (all when ``force``); next deadline or None."""
+        next_deadline: float | None = None
+        for batch in list(self.open.values()):
+            due = batch.created + self.linger
+            if force or due <= now:
+                self.close_batch(batch)
+            elif next_deadline is None or due < next_deadline:
+                next_deadline = due
+        return next_deadline
+
+    def release(self, batch: ProducerBatch) -> None:
+        self.buffered -= batch.size
+        self.memory_freed.set()
+
+    @property
+    def empty(self) -> bool:
+        return not self.open and not any(self.queued.values())

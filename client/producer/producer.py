@@ -1,0 +1,212 @@
+"""The async producer: ``send`` queues a record and returns a future of its metadata.
+
+``await producer.send(...)`` waits only for buffer space (up to max.block.ms) and returns a
+``RecordFuture``; ``await`` that for the ``RecordMetadata`` once the broker acknowledged it.
+``send_and_wait`` does both. Serialization and size errors are raised by ``send`` itself,
+before anything is queued; delivery errors arrive through the future. Nothing is dropped
+silently: ``stop`` flushes, and every record's future resolves or fails.
+
+Ordering: records of one partition are delivered in send order, retries included (one
+request in flight per partition). Without idempotence (a later version) a retry after a lost
+acknowledgement can store a record twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from time import time as _time
+from typing import Any
+
+from klamm.protocol.errors import UnknownTopicOrPartitionError
+
+from ..cluster import Cluster
+from ..errors import BufferExhaustedError, MessageSizeTooLargeError, ProducerClosedError
+from ..serializers import apply, resolve_serializer
+from ..structs import RecordMetadata, TopicPartition
+from .accumulator import RECORD_OVERHEAD, RecordAccumulator, RecordFuture
+from .config import ProducerConfig
+from .partitioner import StickyPartitioner, partition_for_key
+from .sender import Sender
+
+
+class Producer:
+    def __init__(self, config: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
+        self.config = ProducerConfig.build(config, **kwargs)
+        cfg = self.config
+        self._cluster = Cluster(cfg)
+        self._key_ser = resolve_serializer(cfg.key_serializer)
+        self._value_ser = resolve_serializer(cfg.value_serializer)
+        self._sticky = StickyPartitioner()
+        self._tps: dict[str, list[TopicPartition]] = {}  # per topic, indexed by partition
+        self._max_request_size = cfg.max_request_size
+        self._acc: RecordAccumulator | None = None
+        self._sender: Sender | None = None
+        self._sender_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        cfg = self.config
+        self._acc = RecordAccumulator(cfg.batch_size, cfg.linger_ms, cfg.buffer_memory,
+                                      cfg.delivery_timeout_ms)
+        await self._cluster.bootstrap()
+        self._sender = Sender(cfg, self._cluster, self._acc)
+        self._sender_task = asyncio.ensure_future(self._sender.run())
+        self._started = True
+
+    async def stop(self) -> None:
+        """Send everything queued, wait for the answers, close connections."""
+        if self._closed or not self._started:
+            self._closed = True
+            return
+        self._closed = True
+        assert self._sender is not None and self._sender_task is not None
+        self._sender.closing = True
+        assert self._acc is not None
+        self._acc.wakeup.set()
+        try:
+            await self._sender_task
+        finally:
+            await self._sender.stop()
+            await self._cluster.close()
+
+    async def __aenter__(self) -> "Producer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ metadata
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The partitions of ``topic`` (created if allow.auto.create.topics and the broker
+        agrees); raises UnknownTopicOrPartitionError after max.block.ms otherwise."""
+        deadline = time.monotonic() + self.config.max_block_ms / 1000
+        while True:
+            md = await self._cluster.refresh(
+                [topic], allow_auto_topic_creation=self.config.allow_auto_create_topics)
+            parts = md.partitions_for(topic)
+            if parts:
+                self._tps[topic] = [TopicPartition(topic, p) for p in range(max(parts) + 1)]
+                return set(parts)
+            if time.monotonic() >= deadline:
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} not found within max.block.ms="
+                    f"{self.config.max_block_ms}")
+            await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+
+    # ------------------------------------------------------------------ sending
+    async def send(self, topic: str, value: Any = None, key: Any = None,
+                   partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None,
+                   timestamp: int | None = None) -> RecordFuture:
+        """Queue one record; returns the awaitable of its RecordMetadata."""
+        # The hot path of every producer: a few dict lookups and one list append per record.
+        acc = self._acc
+        if acc is None or self._closed:
+            raise ProducerClosedError("the producer is not started or already stopped")
+        if key is None:
+            k = None
+        elif type(key) is bytes and self._key_ser is None:
+            k = key
+        else:
+            k = apply(self._key_ser, key, "key")
+        if value is None:
+            v = None
+        elif type(value) is bytes and self._value_ser is None:
+            v = value
+        else:
+            v = apply(self._value_ser, value, "value")
+        size = RECORD_OVERHEAD + (len(k) if k else 0) + (len(v) if v else 0)
+        if headers:
+            headers = [(h, hv) for h, hv in headers]
+            size += sum(len(h) + len(hv) + 4 for h, hv in headers)
+        if size > self._max_request_size:
+            raise MessageSizeTooLargeError(
+                f"a record of ~{size} bytes exceeds max.request.size="
+                f"{self._max_request_size}; raise it or send smaller records")
+        tps = self._tps.get(topic)
+        if tps is None:
+            await self.partitions_for(topic)
+            tps = self._tps[topic]
+        num = len(tps)
+        if partition is None:
+            partition = partition_for_key(k, num) if k is not None else \
+                self._sticky.partition(topic, num)
+        elif not 0 <= partition < num:
+            raise UnknownTopicOrPartitionError(f"{topic} has {num} partitions, not {partition}")
+        if acc.buffered + size > acc.buffer_memory:
+            await self._wait_for_memory(size)
+        ts = timestamp if timestamp is not None else int(_time() * 1000)
+        tp = tps[partition]
+        batch = acc.open.get(tp)
+        if batch is None:
+            batch = acc.new_batch(tp, ts)
+            acc.wakeup.set()  # the sender starts this batch's linger clock
+        elif ts > batch.max_ts:
+            batch.max_ts = ts
+        records = batch.records
+        index = len(records)
+        records.append((index, ts - batch.first_ts, k, v, headers or ()))
+        batch.size += size
+        acc.buffered += size
+        if batch.size >= acc.batch_size:
+            acc.close_batch(batch)
+            if k is None:
+                self._sticky.batch_sent(topic, partition, num)
+        return RecordFuture(batch, index, ts)
+
+    async def send_and_wait(self, topic: str, value: Any = None, key: Any = None,
+                            partition: int | None = None,
+                            headers: list[tuple[str, bytes]] | None = None,
+                            timestamp: int | None = None) -> RecordMetadata:
+        fut = await self.send(topic, value, key, partition, headers, timestamp)
+        return await fut
+
+    async def _wait_for_memory(self, size: int) -> None:
+        acc = self._acc
+        assert acc is not None
+        if size > acc.buffer_memory:
+            raise MessageSizeTooLargeError(f"a record of ~{size} bytes exceeds buffer.memory")
+        deadline = time.monotonic() + self.config.max_block_ms / 1000
+        while acc.buffered + size > acc.buffer_memory:
+            acc.memory_freed.clear()
+            acc.close_lingered(time.monotonic(), force=True)
+            acc.wakeup.set()
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    await acc.memory_freed.wait()
+            except TimeoutError:
+                raise BufferExhaustedError(
+                    f"buffer.memory={acc.buffer_memory} stayed full for max.block.ms="
+                    f"{self.config.max_block_ms}; the broker is slower than the sends "
+                    f"(or unreachable)") from None
+
+    async def flush(self) -> None:
+        """Send every queued record now and wait until each has its answer (or error)."""
+        acc, sender = self._acc, self._sender
+        if acc is None or sender is None:
+            return
+        futures = [b.future for b in acc.open.values()]
+        futures += [b.future for q in acc.queued.values() for b in q]
+        futures += [b.future for b in sender.sending]
+        sender.flushing += 1
+        acc.wakeup.set()
+        try:
+            if futures:
+                await asyncio.wait(futures)
+        finally:
+            sender.flushing -= 1
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        sender = self._sender
+        return {"record_retry_total": sender.retries if sender else 0,
+                "record_error_total": sender.errors if sender else 0,
+                "buffered_bytes": self._acc.buffered if self._acc else 0}
+

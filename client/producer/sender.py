@@ -1,0 +1,227 @@
+"""The background task that turns queued batches into Produce requests.
+
+Each wake-up it closes lingered batches, then sends, per leader broker, one request holding
+every queued batch of every partition that is not already in flight (up to
+max.request.size). A partition has at most one request in flight, so a retried batch can never
+be overtaken by a later one: per-partition order survives retries. Requests to one broker are
+pipelined up to max.in.flight.requests.per.connection. Failures: retriable codes and lost
+connections are retried after retry.backoff.ms until delivery.timeout.ms; others fail the
+batch's records with the mapped exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from klamm.protocol.api import ApiKey
+from klamm.protocol.errors import ErrorCode, error_for
+
+from ..cluster import Cluster
+from ..errors import ClientError, KlammTimeoutError
+from ..structs import TopicPartition
+from .accumulator import ProducerBatch, RecordAccumulator
+from .config import ProducerConfig
+
+log = logging.getLogger(__name__)
+
+_METADATA_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH}
+
+
+class Sender:
+    def __init__(self, config: ProducerConfig, cluster: Cluster,
+                 accumulator: RecordAccumulator) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.acc = accumulator
+        self.muted: set[TopicPartition] = set()
+        self.in_flight: dict[int, int] = defaultdict(int)
+        self.flushing = 0
+        self.closing = False
+        self._refresh: asyncio.Task[None] | None = None
+        self._requests: set[asyncio.Task[None]] = set()
+        self.sending: set[ProducerBatch] = set()  # batches inside a request right now
+        self.retries = 0
+        self.errors = 0
+
+    async def run(self) -> None:
+        acc = self.acc
+        while True:
+            acc.wakeup.clear()
+            now = time.monotonic()
+            deadline = acc.close_lingered(now, force=self.flushing > 0 or self.closing)
+            retry_deadline = self._send_ready(now)
+            if self.closing and acc.empty and not self._requests:
+                return
+            waits = [d for d in (deadline, retry_deadline) if d is not None]
+            timeout = max(0.0, min(waits) - time.monotonic()) if waits else None
+            try:
+                async with asyncio.timeout(timeout):
+                    await acc.wakeup.wait()
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ sending
+    def _send_ready(self, now: float) -> float | None:
+        metadata = self.cluster.metadata
+        by_node: dict[int, list[tuple[TopicPartition, list[ProducerBatch]]]] = defaultdict(list)
+        node_bytes: dict[int, int] = defaultdict(int)
+        next_retry: float | None = None
+        limit = self.config.max_request_size
+        compression = self.config.compression
+        for tp, queue in self.acc.queued.items():
+            if not queue or tp in self.muted:
+                continue
+            self._expire(queue, now)
+            if not queue:
+                continue
+            head = queue[0]
+            if head.retry_at > now:
+                next_retry = head.retry_at if next_retry is None else min(next_retry,
+                                                                          head.retry_at)
+                continue
+            leader = metadata.leader_for(tp.topic, tp.partition)
+            if leader is None:
+                self._request_refresh()
+                continue
+            if leader not in by_node and \
+                    self.in_flight[leader] >= self.config.max_in_flight_requests_per_connection:
+                continue
+            taken: list[ProducerBatch] = []
+            while queue:
+                size = len(queue[0].encode(compression))
+                if taken and node_bytes[leader] + size > limit:
+                    break
+                node_bytes[leader] += size
+                taken.append(queue.popleft())
+            by_node[leader].append((tp, taken))
+            self.sending.update(taken)
+            self.muted.add(tp)
+        for node, entries in by_node.items():
+            self.in_flight[node] += 1
+            task = asyncio.ensure_future(self._produce(node, entries))
+            self._requests.add(task)
+            task.add_done_callback(self._request_done)
+        return next_retry
+
+    def _request_done(self, task: "asyncio.Task[None]") -> None:
+        self._requests.discard(task)
+        self.acc.wakeup.set()  # stop() may be waiting for the last request to finish
+
+    def _expire(self, queue: Any, now: float) -> None:
+        while queue and queue[0].deadline <= now:
+            batch = queue.popleft()
+            self._fail(batch, KlammTimeoutError(
+                f"{batch.tp.topic}-{batch.tp.partition}: records not acknowledged within "
+                f"delivery.timeout.ms={self.config.delivery_timeout_ms} "
+                f"({batch.attempts} attempt(s)); is the partition's leader reachable?"))
+
+    async def _produce(self, node: int,
+                       entries: list[tuple[TopicPartition, list[ProducerBatch]]]) -> None:
+        compression = self.config.compression
+        topics: dict[str, list[dict[str, int]]] = defaultdict(list)
+        payload: list[bytes] = []
+        for tp, batches in entries:
+            size = 0
+            for b in batches:
+                data = b.encode(compression)
+                payload.append(data)
+                size += len(data)
+                b.attempts += 1
+            topics[tp.topic].append({"partition": tp.partition, "size": size})
+        body = {"acks": self.config.acks, "timeout_ms": self.config.request_timeout_ms,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+        data = b"".join(payload)
+        try:
+            conn = await self.cluster.connection(node)
+            if self.config.acks == 0:
+                await conn.drain()
+                conn.send(ApiKey.PRODUCE, body, data, expect_response=False)
+                for _, batches in entries:
+                    for b in batches:
+                        self._complete(b, -1, -1)
+                return
+            response = await conn.request(ApiKey.PRODUCE, body, data,
+                                          timeout=self.config.request_timeout_ms / 1000)
+            self._handle_response(response.body, entries)
+        except ClientError as exc:
+            log.warning("produce request to broker %d failed: %s", node, exc)
+            self._request_refresh()
+            for _, batches in entries:
+                self._retry_or_fail(batches, exc)
+        except Exception as exc:  # a request-level broker error code
+            for _, batches in entries:
+                self._retry_or_fail(batches, exc)
+        finally:
+            self.in_flight[node] -= 1
+            for tp, batches in entries:
+                self.muted.discard(tp)
+                self.sending.difference_update(batches)
+            self.acc.wakeup.set()
+
+    def _handle_response(self, body: Any,
+                         entries: list[tuple[TopicPartition, list[ProducerBatch]]]) -> None:
+        if "topics" not in body:
+            raise error_for(body.get("error_code", -1), body.get("error_message"))
+        results = {(t["topic"], p["partition"]): p for t in body["topics"]
+                   for p in t["partitions"]}
+        for tp, batches in entries:
+            res = results.get((tp.topic, tp.partition))
+            if res is None:
+                self._retry_or_fail(batches, error_for(ErrorCode.UNKNOWN_SERVER_ERROR,
+                                                       "partition missing from response"))
+                continue
+            code = res["error_code"]
+            if code == 0:
+                base = res["base_offset"]
+                for b in batches:
+                    self._complete(b, base, res.get("log_append_time", -1))
+                    base += len(b.records)
+                continue
+            exc = error_for(code, res.get("error_message"))
+            if code in _METADATA_ERRORS:
+                self._request_refresh()
+            self._retry_or_fail(batches, exc)
+
+    def _retry_or_fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
+        retriable = getattr(exc, "retriable", False)
+        now = time.monotonic()
+        for b in reversed(batches):
+            if retriable and b.attempts <= self.config.retries and b.deadline > now:
+                b.retry_at = now + self.config.retry_backoff_ms / 1000
+                self.acc.requeue_front(b)
+                self.retries += 1
+            else:
+                self._fail(b, exc)
+
+    def _complete(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
+        batch.done(base_offset, log_append_time)
+        self.acc.release(batch)
+
+    def _fail(self, batch: ProducerBatch, exc: BaseException) -> None:
+        self.errors += 1
+        batch.fail(exc)
+        self.acc.release(batch)
+
+    # ------------------------------------------------------------------ metadata
+    def _request_refresh(self) -> None:
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._refresh_metadata())
+
+    async def _refresh_metadata(self) -> None:
+        await asyncio.sleep(self.config.retry_backoff_ms / 1000)  # back off before asking again
+        topics = sorted({tp.topic for tp in self.acc.queued} | {tp.topic for tp in self.muted})
+        try:
+            await self.cluster.refresh(topics or None)
+        except Exception as exc:
+            log.warning("metadata refresh failed: %s", exc)
+        self.acc.wakeup.set()
+
+    async def stop(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+
