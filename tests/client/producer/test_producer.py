@@ -11,7 +11,6 @@ from klamm.client import Admin, NewTopic, Producer, RecordMetadata
 from klamm.client.errors import (BufferExhaustedError, KlammTimeoutError,
                                  MessageSizeTooLargeError, UnknownTopicOrPartitionError)
 from klamm.client.serializers import SerializationError
-from tests.support.proxy import FaultProxy
 from tests.support.raw import fetch_records
 
 
