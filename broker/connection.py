@@ -172,8 +172,10 @@ class ClientConnection(asyncio.Protocol):
                 out.append(reply.payload)
         if out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if not queue and self._read_paused and not self._sending:
-            self._resume_reading()
+        if not queue:
+            if self._read_paused and not self._sending:
+                self._resume_reading()
+            self.server.connection_idle()
 
     def _task_reply(self, task: "asyncio.Task[Reply]") -> Reply:
         if task.cancelled():

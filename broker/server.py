@@ -50,6 +50,8 @@ class BrokerServer:
         self._request_counters = {key: self.metrics.requests.labels(api=_api_name(key))
                                   for key in APIS}
         self._metrics_server: asyncio.Server | None = None
+        self.metrics_port: int | None = None
+        self._idle = asyncio.Event()  # set when a connection has answered everything
 
     @property
     def bootstrap(self) -> str:
@@ -74,6 +76,7 @@ class BrokerServer:
             from .metrics_http import serve_metrics
             self._metrics_server = await serve_metrics(self.metrics, self.config.host,
                                                        self.config.metrics_port)
+            self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
         log.info("broker %d listening on %s:%d (log dir %s)", self.config.broker_id,
                  self.config.host, self.port, self.config.log_dir)
 
@@ -87,12 +90,13 @@ class BrokerServer:
         if self._metrics_server is not None:
             self._metrics_server.close()
         self.replicas.waiters.wake_all()
-        deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout_ms / 1000
-        while any(not c.idle for c in self._connections):
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("shutdown timeout: closing connections with requests in flight")
-                break
-            await asyncio.sleep(0.01)  # bounded drain of replies already being written
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout_ms / 1000):
+                while any(not c.idle for c in self._connections):
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            log.warning("shutdown timeout: closing connections with requests in flight")
         for conn in list(self._connections):
             conn.close()
         if self._background:
@@ -109,6 +113,11 @@ class BrokerServer:
     def connection_closed(self, conn: ClientConnection) -> None:
         self._connections.discard(conn)
         self.metrics.connections.dec()
+        self._idle.set()
+
+    def connection_idle(self) -> None:
+        if self.stopping:
+            self._idle.set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
