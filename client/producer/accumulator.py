@@ -98,6 +98,8 @@ class RecordAccumulator:
         self.buffer_memory = buffer_memory
         self.delivery_timeout = delivery_timeout_ms / 1000
         self.open: dict[TopicPartition, ProducerBatch] = {}
+        # The same open batches indexed [topic][partition]: send() avoids hashing a key.
+        self.slots: dict[str, list[ProducerBatch | None]] = {}
         # Closed batches awaiting send, per partition, oldest first (retries go to the front).
         self.queued: dict[TopicPartition, collections.deque[ProducerBatch]] = {}
         self.buffered = 0
@@ -107,12 +109,21 @@ class RecordAccumulator:
     def new_batch(self, tp: TopicPartition, ts: int) -> ProducerBatch:
         batch = ProducerBatch(tp, ts, time.monotonic() + self.delivery_timeout)
         self.open[tp] = batch
+        self.slots[tp.topic][tp.partition] = batch
         return batch
+
+    def add_topic(self, topic: str, partitions: int) -> list["ProducerBatch | None"]:
+        slots = self.slots.get(topic)
+        if slots is None or len(slots) < partitions:
+            slots = (slots or []) + [None] * (partitions - len(slots or []))
+            self.slots[topic] = slots
+        return slots
 
     def close_batch(self, batch: ProducerBatch) -> None:
         """Move an open batch to its partition's send queue."""
         if self.open.get(batch.tp) is batch:
             del self.open[batch.tp]
+            self.slots[batch.tp.topic][batch.tp.partition] = None
         self.queued.setdefault(batch.tp, collections.deque()).append(batch)
         self.wakeup.set()
 

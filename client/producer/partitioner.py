@@ -30,6 +30,11 @@ class StickyPartitioner:
             p = self._advance(topic, num_partitions)
         return p
 
+    @property
+    def current(self) -> dict[str, int]:
+        """topic -> sticky partition, for callers that inline the common case."""
+        return self._current
+
     def batch_sent(self, topic: str, partition: int, num_partitions: int) -> None:
         """A batch of the sticky partition left: stick to the next partition."""
         if self._current.get(topic) == partition and num_partitions > 1:

@@ -38,6 +38,7 @@ class Producer:
         self._key_ser = resolve_serializer(cfg.key_serializer)
         self._value_ser = resolve_serializer(cfg.value_serializer)
         self._sticky = StickyPartitioner()
+        self._sticky_current = self._sticky.current
         self._tps: dict[str, list[TopicPartition]] = {}  # per topic, indexed by partition
         self._max_request_size = cfg.max_request_size
         self._acc: RecordAccumulator | None = None
@@ -90,6 +91,8 @@ class Producer:
             parts = md.partitions_for(topic)
             if parts:
                 self._tps[topic] = [TopicPartition(topic, p) for p in range(max(parts) + 1)]
+                if self._acc is not None:
+                    self._acc.add_topic(topic, max(parts) + 1)
                 return set(parts)
             if time.monotonic() >= deadline:
                 raise UnknownTopicOrPartitionError(
@@ -127,23 +130,26 @@ class Producer:
             raise MessageSizeTooLargeError(
                 f"a record of ~{size} bytes exceeds max.request.size="
                 f"{self._max_request_size}; raise it or send smaller records")
-        tps = self._tps.get(topic)
-        if tps is None:
+        slots = acc.slots.get(topic)
+        if slots is None:
             await self.partitions_for(topic)
-            tps = self._tps[topic]
-        num = len(tps)
+            slots = acc.slots[topic]
+        num = len(slots)
         if partition is None:
-            partition = partition_for_key(k, num) if k is not None else \
-                self._sticky.partition(topic, num)
+            if k is not None:
+                partition = partition_for_key(k, num)
+            else:
+                partition = self._sticky_current.get(topic, -1)
+                if partition < 0 or partition >= num:
+                    partition = self._sticky.partition(topic, num)
         elif not 0 <= partition < num:
             raise UnknownTopicOrPartitionError(f"{topic} has {num} partitions, not {partition}")
         if acc.buffered + size > acc.buffer_memory:
             await self._wait_for_memory(size)
         ts = timestamp if timestamp is not None else int(_time() * 1000)
-        tp = tps[partition]
-        batch = acc.open.get(tp)
+        batch = slots[partition]
         if batch is None:
-            batch = acc.new_batch(tp, ts)
+            batch = acc.new_batch(self._tps[topic][partition], ts)
             acc.wakeup.set()  # the sender starts this batch's linger clock
         elif ts > batch.max_ts:
             batch.max_ts = ts
