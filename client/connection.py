@@ -163,3 +163,4 @@ class BrokerConnection(asyncio.Protocol):
             _, fut = self._in_flight.popleft()
             if not fut.done():
                 fut.set_exception(self._error)
+                fut.exception()  # a cancelled waiter may never look; do not log it as lost

@@ -73,8 +73,12 @@ def report(result: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"{result['records']} records {verb}, {result['records_per_sec']:,.1f} "
-               f"records/sec ({result['mb_per_sec']:.2f} MB/sec), "
+    line = (f"{result['records']} records {verb}, {result['records_per_sec']:,.1f} "
+            f"records/sec ({result['mb_per_sec']:.2f} MB/sec)")
+    if not result["latency_ms_max"]:
+        click.echo(line + ".")
+        return
+    click.echo(f"{line}, "
                f"{result['latency_ms_avg']:.2f} ms avg latency, "
                f"{result['latency_ms_max']:.2f} ms max latency, "
                f"{result['latency_ms_p50']:.2f} ms 50th, {result['latency_ms_p99']:.2f} ms 99th, "

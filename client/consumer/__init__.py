@@ -1,0 +1,5 @@
+from .config import ConsumerConfig
+from .consumer import Consumer, ConsumerStoppedError, ConsumerWakeup, GroupsNotAvailableError
+
+__all__ = ["Consumer", "ConsumerConfig", "ConsumerStoppedError", "ConsumerWakeup",
+           "GroupsNotAvailableError"]

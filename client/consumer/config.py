@@ -1,0 +1,30 @@
+"""Consumer settings (Kafka's names and defaults)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..config import CommonClientConfig
+
+
+class ConsumerConfig(CommonClientConfig):
+    client_id: str = "klamm-consumer"
+    group_id: str | None = None
+    group_instance_id: str | None = None
+    fetch_min_bytes: int = Field(1, ge=0)
+    fetch_max_wait_ms: int = Field(500, ge=0)
+    fetch_max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1)
+    max_poll_records: int = Field(500, ge=1)
+    auto_offset_reset: Literal["earliest", "latest", "none"] = "latest"
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = Field(5000, ge=0)
+    session_timeout_ms: int = Field(45_000, ge=1)
+    heartbeat_interval_ms: int = Field(3000, ge=1)
+    max_poll_interval_ms: int = Field(300_000, ge=1)
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted"
+    check_crcs: bool = True
+    key_deserializer: Any = None
+    value_deserializer: Any = None
