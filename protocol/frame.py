@@ -125,7 +125,7 @@ class FrameDecoder:
             stop = pos + 4 + length
             if stop > end:
                 break
-            frame = memoryview(bytes(buf[pos + PREFIX_SIZE:stop]))
+            frame = memoryview(bytes(memoryview(buf)[pos + PREFIX_SIZE:stop]))
             frames.append((frame[:meta_len], frame[meta_len:]))
             pos = stop
         if pos:

@@ -6,9 +6,9 @@
 before anything is queued; delivery errors arrive through the future. Nothing is dropped
 silently: ``stop`` flushes, and every record's future resolves or fails.
 
-Ordering: records of one partition are delivered in send order, retries included (one
-request in flight per partition). Without idempotence (a later version) a retry after a lost
-acknowledgement can store a record twice.
+Ordering: records of one partition are stored in send order. Without idempotence (a later
+version) a retry after a lost acknowledgement can store a record twice, and with
+max.in.flight.requests.per.connection > 1 a retry can reorder (set it to 1 to prevent that).
 """
 
 from __future__ import annotations

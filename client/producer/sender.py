@@ -1,12 +1,14 @@
 """The background task that turns queued batches into Produce requests.
 
 Each wake-up it closes lingered batches, then sends, per leader broker, one request holding
-every queued batch of every partition that is not already in flight (up to
-max.request.size). A partition has at most one request in flight, so a retried batch can never
-be overtaken by a later one: per-partition order survives retries. Requests to one broker are
-pipelined up to max.in.flight.requests.per.connection. Failures: retriable codes and lost
-connections are retried after retry.backoff.ms until delivery.timeout.ms; others fail the
-batch's records with the mapped exception.
+every queued batch of every partition (up to max.request.size). Requests to one broker are
+pipelined up to max.in.flight.requests.per.connection, which also bounds the requests in flight
+per partition. As in Kafka without idempotence, a retry with more than one request in flight
+can reorder a partition's batches; max.in.flight.requests.per.connection=1 keeps order through
+retries (a failed batch is retried before anything after it is sent).
+
+Failures: retriable codes and lost connections are retried after retry.backoff.ms until
+delivery.timeout.ms; others fail the batch's records with the mapped exception.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Sender:
         self.config = config
         self.cluster = cluster
         self.acc = accumulator
-        self.muted: set[TopicPartition] = set()
+        self.partition_in_flight: dict[TopicPartition, int] = defaultdict(int)
         self.in_flight: dict[int, int] = defaultdict(int)
         self.flushing = 0
         self.closing = False
@@ -74,7 +76,8 @@ class Sender:
         limit = self.config.max_request_size
         compression = self.config.compression
         for tp, queue in self.acc.queued.items():
-            if not queue or tp in self.muted:
+            max_in_flight = self.config.max_in_flight_requests_per_connection
+            if not queue or self.partition_in_flight[tp] >= max_in_flight:
                 continue
             self._expire(queue, now)
             if not queue:
@@ -100,7 +103,7 @@ class Sender:
                 taken.append(queue.popleft())
             by_node[leader].append((tp, taken))
             self.sending.update(taken)
-            self.muted.add(tp)
+            self.partition_in_flight[tp] += 1
         for node, entries in by_node.items():
             self.in_flight[node] += 1
             task = asyncio.ensure_future(self._produce(node, entries))
@@ -159,7 +162,7 @@ class Sender:
         finally:
             self.in_flight[node] -= 1
             for tp, batches in entries:
-                self.muted.discard(tp)
+                self.partition_in_flight[tp] -= 1
                 self.sending.difference_update(batches)
             self.acc.wakeup.set()
 
@@ -214,7 +217,8 @@ class Sender:
 
     async def _refresh_metadata(self) -> None:
         await asyncio.sleep(self.config.retry_backoff_ms / 1000)  # back off before asking again
-        topics = sorted({tp.topic for tp in self.acc.queued} | {tp.topic for tp in self.muted})
+        topics = sorted({tp.topic for tp in self.acc.queued} |
+                        {tp.topic for tp, n in self.partition_in_flight.items() if n})
         try:
             await self.cluster.refresh(topics or None)
         except Exception as exc:
