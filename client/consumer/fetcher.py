@@ -224,8 +224,12 @@ class Fetcher:
                 done.pending = self._decode(done, header, pos, position)
                 continue
             room = budget - len(taken)
-            taken.extend(done.pending[:room])
-            del done.pending[:room]
+            if room >= len(done.pending):
+                taken.extend(done.pending)
+                done.pending = []
+            else:
+                taken.extend(done.pending[:room])
+                del done.pending[:room]
         return taken
 
     def _decode(self, done: CompletedFetch, header: Any, pos: int,
