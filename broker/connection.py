@@ -17,7 +17,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from klamm.protocol.frame import FrameDecoder, FrameError, encode_response_head, parse_request
 
@@ -81,10 +81,10 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._writer = ZeroCopyWriter(transport, self.server.config.sendfile_enable,
+        self._writer = ZeroCopyWriter(self._transport, self.server.config.sendfile_enable,
                                       self.server.metrics.sendfile_bytes.inc)
         self.server.connection_opened(self)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any
+from typing import Any, cast
 
 from klamm.protocol.frame import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -121,7 +121,7 @@ class BrokerConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -40,9 +40,9 @@ def produce(topic: str, bootstrap: str, key_separator: str | None, headers: tupl
 
 async def stdin_lines() -> AsyncIterator[bytes]:
     """Lines of stdin without their newline; reads in a thread so the loop keeps sending."""
-    stream = sys.stdin.buffer
+    read = getattr(sys.stdin.buffer, "read1", sys.stdin.buffer.read)
     rest = b""
-    while chunk := await asyncio.to_thread(stream.read1, 1 << 16):
+    while chunk := await asyncio.to_thread(read, 1 << 16):
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:

@@ -89,7 +89,11 @@ class Fetcher:
         cfg = self.config
         subs = self.subs
         epochs = {tp: subs.partitions[tp].epoch for tp in tps}
-        offsets = {tp: subs.partitions[tp].fetch_position for tp in tps}
+        offsets: dict[TopicPartition, int] = {}
+        for tp in tps:
+            position = subs.partitions[tp].fetch_position
+            assert position is not None  # fetchable() only yields positioned partitions
+            offsets[tp] = position
         topics: dict[str, list[dict[str, int]]] = {}
         for tp in tps:
             topics.setdefault(tp.topic, []).append(
@@ -115,7 +119,7 @@ class Fetcher:
             self.data_ready.set()
 
     def _handle(self, body: Any, payload: bytes, epochs: dict[TopicPartition, int],
-                offsets: dict[TopicPartition, int | None]) -> None:
+                offsets: dict[TopicPartition, int]) -> None:
         if "topics" not in body:
             raise error_for(body.get("error_code", -1), body.get("error_message"))
         pos = 0
@@ -277,7 +281,7 @@ class Fetcher:
         return recs
 
     def clear(self, tp: TopicPartition | None = None) -> None:
-        kept = collections.deque()
+        kept: collections.deque[CompletedFetch] = collections.deque()
         for done in self.completed:
             if tp is None or done.tp == tp:
                 self.buffered_bytes -= len(done.data)
