@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from .topic_store import write_atomic
+from .log.files import write_atomic
 
 FILE_NAME = "meta.properties"
 

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .log.files import write_atomic
+
 FILE_NAME = "topics.json"
 
 
@@ -23,20 +25,6 @@ class TopicRecord:
     replication_factor: int
     configs: dict[str, Any] = field(default_factory=dict)
     topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class LocalTopicStore:

@@ -129,27 +129,12 @@ class Admin:
                            ) -> dict[TopicPartition, tuple[int, int]]:
         """``{tp: "earliest" | "latest" | timestamp_ms}`` -> ``{tp: (offset, timestamp)}``;
         offset -1 when no record is at or after the timestamp."""
-        md = await self._cluster.refresh(sorted({tp.topic for tp in specs}))
-        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
+        timestamps: dict[TopicPartition, int] = {}
         for tp, spec in specs.items():
             ts = {"earliest": EARLIEST_TIMESTAMP, "latest": LATEST_TIMESTAMP}.get(
                 spec, spec) if isinstance(spec, str) else spec
             if not isinstance(ts, int):
                 raise ValueError(f"offset spec must be earliest, latest or a timestamp, got "
                                  f"{spec!r}")
-            leader = md.leader_for(tp.topic, tp.partition)
-            if leader is None:
-                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"{tp.topic}-{tp.partition}")
-            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
-                {"partition": tp.partition, "timestamp": ts})
-        out: dict[TopicPartition, tuple[int, int]] = {}
-        for leader, topics in by_leader.items():
-            body = (await self._cluster.request(leader, ApiKey.LIST_OFFSETS, {
-                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
-            for t in body["topics"]:
-                for p in t["partitions"]:
-                    _raise_for(p["error_code"], p.get("error_message"))
-                    out[TopicPartition(t["topic"], p["partition"])] = (p["offset"],
-                                                                       p["timestamp"])
-        return out
+            timestamps[tp] = ts
+        return await self._cluster.list_offsets(timestamps)

@@ -188,6 +188,34 @@ class Cluster:
             self.metadata.update(response.body, full=topics is None)
             return self.metadata
 
+    async def list_offsets(self, specs: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+        """ListOffsets for ``{TopicPartition: timestamp}`` (LATEST/EARLIEST or ms), one request
+        per partition leader; returns ``{tp: (offset, timestamp)}``, offset -1 if none."""
+        from .structs import TopicPartition
+
+        md = self.metadata
+        if any(md.leader_for(tp.topic, tp.partition) is None for tp in specs):
+            md = await self.refresh(sorted({tp.topic for tp in specs}))
+        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
+        for tp, ts in specs.items():
+            leader = md.leader_for(tp.topic, tp.partition)
+            if leader is None:
+                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                f"{tp.topic}-{tp.partition}")
+            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
+                {"partition": tp.partition, "timestamp": ts})
+        out: dict[Any, tuple[int, int]] = {}
+        for leader, topics in by_leader.items():
+            body = (await self.request(leader, ApiKey.LIST_OFFSETS, {
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
+            for t in body["topics"]:
+                for p in t["partitions"]:
+                    if p["error_code"]:
+                        raise error_for(p["error_code"], p.get("error_message"))
+                    out[TopicPartition(t["topic"], p["partition"])] = (p["offset"],
+                                                                       p["timestamp"])
+        return out
+
     async def close(self) -> None:
         self._closed = True
         conns = list(self._connections.values())

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
+from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from klamm.protocol.errors import ErrorCode, error_for
 
 from ..cluster import Cluster
@@ -170,28 +170,7 @@ class Consumer:
 
     async def _list_offsets(self, specs: dict[TopicPartition, int]
                             ) -> dict[TopicPartition, tuple[int, int]]:
-        md = self._cluster.metadata
-        if any(md.leader_for(tp.topic, tp.partition) is None for tp in specs):
-            md = await self._cluster.refresh(sorted({tp.topic for tp in specs}))
-        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
-        for tp, ts in specs.items():
-            leader = md.leader_for(tp.topic, tp.partition)
-            if leader is None:
-                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"{tp.topic}-{tp.partition}")
-            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
-                {"partition": tp.partition, "timestamp": ts})
-        out: dict[TopicPartition, tuple[int, int]] = {}
-        for leader, topics in by_leader.items():
-            body = (await self._cluster.request(leader, ApiKey.LIST_OFFSETS, {
-                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
-            for t in body["topics"]:
-                for p in t["partitions"]:
-                    if p["error_code"]:
-                        raise error_for(p["error_code"], p.get("error_message"))
-                    out[TopicPartition(t["topic"], p["partition"])] = (p["offset"],
-                                                                       p["timestamp"])
-        return out
+        return await self._cluster.list_offsets(specs)
 
     async def _reset(self, tps: list[TopicPartition], strategy: str) -> None:
         if strategy == "none":
