@@ -118,6 +118,9 @@ class BrokerConfig(KlammConfig):
     unclean_leader_election_enable: bool = False
     shutdown_timeout_ms: int = Field(30_000, ge=0)
     sendfile_enable: bool = True
+    # Smaller fetch responses are read and sent with the reply head in one write: for a few KB
+    # the syscalls around sendfile cost more latency than the copy.
+    sendfile_min_bytes: int = Field(16384, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
 
     def topic_defaults(self) -> TopicConfig:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -78,14 +79,16 @@ class ClientConnection(asyncio.Protocol):
         self._read_paused = False
         self._closed = False
         self.peer = "?"
+        self._copy_below = server.config.sendfile_min_bytes
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        metrics = self.server.metrics
         self._writer = ZeroCopyWriter(self._transport, self.server.config.sendfile_enable,
-                                      self.server.metrics.sendfile_bytes.inc)
+                                      metrics.sendfile_bytes.inc, metrics.copied_bytes.inc)
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -161,6 +164,8 @@ class ClientConnection(asyncio.Protocol):
                     break
                 reply = self._task_reply(task)
             queue.popleft()
+            if reply.regions and reply.payload_size < self._copy_below:
+                reply = self._inline(reply)
             if reply.regions:
                 if out:
                     self._transport.write(b"".join(out))
@@ -184,6 +189,15 @@ class ClientConnection(asyncio.Protocol):
         if exc is not None:
             return self.server.error_reply_for(exc)
         return task.result()
+
+    def _inline(self, reply: Reply) -> Reply:
+        """A reply whose small file regions are read into its payload (fds released)."""
+        try:
+            data = b"".join(os.pread(r.fd, r.size, r.position) for r in reply.regions)
+        finally:
+            reply.release()
+        self.server.metrics.copied_bytes.inc(len(data))
+        return Reply(reply.body, reply.payload + data)
 
     def _start_sending(self, correlation_id: int, reply: Reply) -> None:
         self._sending = True

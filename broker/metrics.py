@@ -28,6 +28,9 @@ class BrokerMetrics:
         self.messages_in = Counter("klamm_broker_messages_in", "Records appended", registry=r)
         self.sendfile_bytes = Counter("klamm_broker_sendfile_bytes",
                                       "Bytes sent to sockets by sendfile (zero copy)", registry=r)
+        self.copied_bytes = Counter("klamm_broker_fetch_copied_bytes",
+                                    "Fetch bytes read and written by copy (small responses, or "
+                                    "sendfile off)", registry=r)
         self.connections = Gauge("klamm_broker_connections", "Open client connections",
                                  registry=r)
         self.connections_rejected = Counter(

@@ -36,12 +36,14 @@ class ZeroCopyWriter:
     """One per connection; not shareable between connections. Owns a dup of the socket fd."""
 
     def __init__(self, transport: asyncio.Transport, use_sendfile: bool,
-                 on_sendfile_bytes: Callable[[int], None]) -> None:
+                 on_sendfile_bytes: Callable[[int], None],
+                 on_copied_bytes: Callable[[int], None]) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._drained = asyncio.Event()
         self._drained.set()
         self._on_bytes = on_sendfile_bytes
+        self._on_copied = on_copied_bytes
         self._sock_fd = -1
         sock = transport.get_extra_info("socket")
         if use_sendfile and sock is not None and transport.get_extra_info("sslcontext") is None:
@@ -128,6 +130,7 @@ class ZeroCopyWriter:
                 if transport.is_closing():
                     raise ConnectionError("connection closed while sending")
                 transport.write(chunk)
+                self._on_copied(len(chunk))
                 offset += len(chunk)
                 remaining -= len(chunk)
                 if not self._drained.is_set():
