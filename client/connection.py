@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from klamm.protocol.frame import (
     DEFAULT_MAX_FRAME_BYTES,
-    FrameDecoder,
     FrameError,
+    FrameReader,
     RequestHeader,
     Response,
     encode_request,
@@ -28,13 +28,13 @@ from .errors import KlammConnectionError, KlammTimeoutError
 log = logging.getLogger(__name__)
 
 
-class BrokerConnection(asyncio.Protocol):
+class BrokerConnection(asyncio.BufferedProtocol):
     def __init__(self, host: str, port: int, client_id: str,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
-        self._decoder = FrameDecoder(max_frame_bytes)
+        self._reader = FrameReader(max_frame_bytes)
         self._in_flight: collections.deque[tuple[int, asyncio.Future[Response]]] = (
             collections.deque())
         self._next_id = 0
@@ -123,9 +123,13 @@ class BrokerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """The socket read into our buffer; large responses land in their final buffer."""
         try:
-            frames = self._decoder.feed(data)
+            frames = self._reader.buffer_updated(nbytes)
             for meta, payload in frames:
                 response = parse_response(meta, payload)
                 if not self._in_flight:

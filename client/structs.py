@@ -41,6 +41,13 @@ class OffsetAndMetadata(NamedTuple):
     metadata: str = ""
 
 
+class OffsetAndTimestamp(NamedTuple):
+    """The first offset whose record timestamp is at or after a searched time."""
+
+    offset: int
+    timestamp: int
+
+
 class NewTopic(NamedTuple):
     name: str
     num_partitions: int = -1  # -1: the broker's num.partitions

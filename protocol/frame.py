@@ -157,3 +157,87 @@ def parse_response(meta: memoryview, payload: memoryview) -> Response:
     if not (isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], int)):
         raise FrameError("response metadata must be [correlation_id, body]")
     return Response(obj[0], obj[1], payload)
+
+
+class FrameReader:
+    """Receive-side framing for an ``asyncio.BufferedProtocol``: the socket reads straight
+    into buffers this class hands out, and complete frames come back as (meta, payload).
+
+    Small frames land in one reusable scratch buffer and are copied out once. A frame that
+    is larger than ``direct_threshold`` and not yet complete gets its own bytearray, allocated
+    when its declared length has passed the limit check, and the socket fills it directly:
+    a large fetch response is never copied in user space, and the payload handed out is a
+    view of that frame's buffer. Pure state machine: no I/O, no event loop.
+    """
+
+    __slots__ = ("_scratch", "_view", "_start", "_end", "_max", "_direct", "_big",
+                 "_big_view", "_big_filled", "_big_meta")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024) -> None:
+        self._scratch = bytearray(scratch_bytes)
+        self._view = memoryview(self._scratch)
+        self._start = 0  # first unparsed byte in scratch
+        self._end = 0  # end of received bytes in scratch
+        self._max = max_frame_bytes
+        self._direct = min(direct_threshold, scratch_bytes // 2)
+        self._big: bytearray | None = None
+        self._big_view: memoryview | None = None
+        self._big_filled = 0
+        self._big_meta = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not form a complete frame yet."""
+        return self._big_filled if self._big is not None else self._end - self._start
+
+    def get_buffer(self) -> memoryview:
+        """Where the next read goes: the rest of a large frame, else free scratch space."""
+        if self._big_view is not None:
+            return self._big_view[self._big_filled:]
+        return self._view[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> list[tuple[memoryview, memoryview]]:
+        """Account for ``nbytes`` read into the last buffer; returns completed frames."""
+        if self._big_view is not None:
+            self._big_filled += nbytes
+            if self._big_filled < len(self._big_view):
+                return []
+            frame = self._big_view
+            meta = self._big_meta
+            self._big = self._big_view = None
+            self._big_filled = 0
+            return [(frame[:meta], frame[meta:])]
+        self._end += nbytes
+        frames: list[tuple[memoryview, memoryview]] = []
+        view = self._view
+        start, end = self._start, self._end
+        while end - start >= PREFIX_SIZE:
+            length, meta_len = PREFIX.unpack_from(view, start)
+            if length > self._max:
+                raise FrameTooLarge(length, self._max)
+            if length < 4 or meta_len > length - 4:
+                raise FrameError(f"frame length {length} cannot hold metadata of {meta_len} bytes")
+            stop = start + 4 + length
+            if stop <= end:
+                frame = memoryview(bytes(view[start + PREFIX_SIZE:stop]))
+                frames.append((frame[:meta_len], frame[meta_len:]))
+                start = stop
+                continue
+            if 4 + length > self._direct:  # read the rest of it straight into its own buffer
+                self._big = bytearray(length - 4)
+                self._big_view = memoryview(self._big)
+                have = end - start - PREFIX_SIZE
+                self._big_view[:have] = view[start + PREFIX_SIZE:end]
+                self._big_filled = have
+                self._big_meta = meta_len
+                start = end
+            break
+        if start == end:
+            start = end = 0
+        elif len(view) - end < self._direct:  # make room for the rest of a small frame
+            self._scratch[:end - start] = self._scratch[start:end]  # same size: no resize
+            end -= start
+            start = 0
+        self._start, self._end = start, end
+        return frames

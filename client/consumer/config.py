@@ -1,12 +1,13 @@
-"""Consumer settings (Kafka's names and defaults)."""
+"""Consumer settings: Kafka's names (dotted or Python style) and Kafka's defaults."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ..config import CommonClientConfig
+from ..serializers import resolve_deserializer
 
 
 class ConsumerConfig(CommonClientConfig):
@@ -28,3 +29,17 @@ class ConsumerConfig(CommonClientConfig):
     check_crcs: bool = True
     key_deserializer: Any = None
     value_deserializer: Any = None
+
+    @field_validator("key_deserializer", "value_deserializer")
+    @classmethod
+    def _known_deserializer(cls, v: Any) -> Any:
+        resolve_deserializer(v)  # raises ValueError naming the accepted choices
+        return v
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> "ConsumerConfig":
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError(f"heartbeat.interval.ms ({self.heartbeat_interval_ms}) must be "
+                             f"lower than session.timeout.ms ({self.session_timeout_ms}); "
+                             f"a third of it is usual")
+        return self

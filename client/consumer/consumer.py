@@ -1,75 +1,102 @@
 """The async consumer: manual assignment, positions, prefetching fetcher, long poll.
 
-``getmany`` returns buffered records at once when the fetcher has any, else waits (up to
-``timeout_ms``) for the fetch in flight; the broker parks that fetch until data arrives (long
-poll), so a record reaches the application as soon as it is committed. ``stop()`` from another
-task makes a waiting ``getmany`` raise ConsumerStoppedError; ``wakeup()`` from any thread makes
-it raise ConsumerWakeup once (Kafka's wakeup()). Consumer groups arrive in a later version:
-``subscribe``/``commit``/``committed`` raise a clear error until then.
-One event loop owns a Consumer.
+Shape (SPEC §7, aiokafka's verbs): ``assign``/``seek*``/``position``/``pause``/``resume``,
+``getmany``/``getone``/``async for``, watermark and offset lookups, lag. Who decides the
+assignment is kept out of the state and the fetcher: today the user calls ``assign``; a group
+coordinator (a later version) will call the same ``SubscriptionState.assign``. Until then
+``subscribe``/``commit``/``committed`` raise ``GroupsNotAvailableError``.
+
+Polling: ``getmany`` returns buffered records at once when there are any, else waits up to
+``timeout_ms`` while the fetch in flight long-polls the broker, so a record reaches the
+application as soon as it is committed. The fetcher refills its buffer while the application
+works on the records it was handed (see ``fetcher``).
+
+Interrupting: ``stop()`` from another task makes a waiting poll raise ConsumerStoppedError
+(``async for`` simply ends); ``wakeup()`` from any thread makes the current or next poll raise
+ConsumerWakeup once, after which the consumer is still usable (Kafka's ``wakeup()``).
+One event loop owns a Consumer; only ``wakeup`` may be called from other threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import Iterable
 from typing import Any
 
-from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from klamm.protocol.errors import ErrorCode, error_for
+from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
+from klamm.protocol.errors import ErrorCode, KlammError, error_for
 
 from ..cluster import Cluster
 from ..errors import ClientClosedError, ClientError
 from ..serializers import resolve_deserializer
-from ..structs import ConsumerRecord, TopicPartition
+from ..structs import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from .config import ConsumerConfig
-from .fetcher import Fetcher
-from .subscription import SubscriptionState
+from .fetcher import METADATA_ERRORS, Fetcher
+from .subscription import ResetStrategy, SubscriptionState
+
+log = logging.getLogger(__name__)
 
 
 class ConsumerStoppedError(ClientClosedError):
-    """The consumer was stopped (possibly while this call waited)."""
+    """The consumer was stopped (possibly while this call waited); create a new one."""
 
 
 class ConsumerWakeup(ClientError):
-    """wakeup() interrupted a waiting poll; the consumer is still usable."""
+    """wakeup() interrupted a poll; the consumer is still usable, poll again when ready."""
 
 
 class GroupsNotAvailableError(ClientError):
-    """Consumer groups (subscribe, commit) are not available in this version yet."""
+    """Consumer groups (subscribe, commit, committed) are not available in this version."""
 
 
-_GROUPS = ("consumer groups (subscribe/commit/committed) are not available in this version; "
-           "use assign() with seek()/seek_to_beginning()")
+class NoOffsetForPartitionError(ClientError):
+    """A partition has no position and auto.offset.reset is "none": seek() to an offset."""
+
+
+_GROUPS = ("consumer groups (subscribe/commit/committed) come in a later version of Klamm; "
+           "for now use assign([TopicPartition(topic, p)]) with seek()/seek_to_beginning()")
+
+Assignment = Iterable[TopicPartition]
 
 
 class Consumer:
+    """Reads records from assigned partitions; ``async with Consumer(...) as consumer:``."""
+
     def __init__(self, *topics: str, config: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
         if topics:
-            raise GroupsNotAvailableError(f"subscribing to {', '.join(topics)}: {_GROUPS}")
-        self.config = ConsumerConfig.build(config, **kwargs)
-        cfg = self.config
+            raise GroupsNotAvailableError(f"cannot subscribe to {', '.join(topics)}: {_GROUPS}")
+        self.config = cfg = ConsumerConfig.build(config, **kwargs)
         self._cluster = Cluster(cfg)
         self._subs = SubscriptionState(cfg.auto_offset_reset)
         self._fetcher = Fetcher(cfg, self._cluster, self._subs,
                                 resolve_deserializer(cfg.key_deserializer),
                                 resolve_deserializer(cfg.value_deserializer))
+        self._started = False
         self._closed = False
         self._wakeup = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._records_consumed = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Connect to a bootstrap server and load the cluster metadata."""
+        if self._closed:
+            raise ConsumerStoppedError("this consumer was stopped; create a new one")
         self._loop = asyncio.get_running_loop()
         await self._cluster.bootstrap()
+        self._started = True
 
     async def stop(self) -> None:
+        """Stop fetching and close connections; a poll waiting in another task ends."""
         if self._closed:
             return
         self._closed = True
         await self._fetcher.close()
         await self._cluster.close()
+
+    close = stop
 
     async def __aenter__(self) -> "Consumer":
         await self.start()
@@ -79,19 +106,24 @@ class Consumer:
         await self.stop()
 
     def wakeup(self) -> None:
-        """Interrupt a waiting getmany from any thread; it raises ConsumerWakeup."""
+        """Make the waiting (or next) poll raise ConsumerWakeup. Safe from any thread."""
         loop = self._loop
-        if loop is None:
+        if loop is None or loop.is_closed():
             return
 
         def wake() -> None:
             self._wakeup = True
             self._fetcher.data_ready.set()
+
         loop.call_soon_threadsafe(wake)
 
-    # ------------------------------------------------------------------ assignment
+    # ------------------------------------------------------------------ groups (later)
     def subscribe(self, *topics: str, **kwargs: Any) -> None:
         raise GroupsNotAvailableError(_GROUPS)
+
+    def subscription(self) -> set[str]:
+        """Topics subscribed through a group: none until groups arrive."""
+        return set()
 
     async def commit(self, offsets: Any = None) -> None:
         raise GroupsNotAvailableError(_GROUPS)
@@ -99,55 +131,76 @@ class Consumer:
     async def committed(self, tp: TopicPartition) -> int | None:
         raise GroupsNotAvailableError(_GROUPS)
 
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        self._subs.assign(list(partitions))
-        self._fetcher.clear()
-        for tp in list(self._fetcher.errors):
-            if tp not in self._subs.partitions:
-                del self._fetcher.errors[tp]
+    # ------------------------------------------------------------------ assignment
+    def assign(self, partitions: Assignment) -> None:
+        """Read exactly these partitions; those kept from before keep their positions."""
+        self._subs.assign(partitions)
+        self._fetcher.forget()
+        self._fetcher.data_ready.set()
+
+    def unsubscribe(self) -> None:
+        """Drop the assignment (and buffered records)."""
+        self.assign([])
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self._subs.partitions)
+        return self._subs.assigned()
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Make ``offset`` the next record returned from ``tp`` (buffered data is dropped)."""
         self._subs.seek(tp, offset)
-        self._fetcher.clear(tp)
-        self._fetcher.errors.pop(tp, None)
+        self._fetcher.forget({tp})
+        self._fetcher.data_ready.set()
 
-    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        await self._reset(list(tps) or list(self._subs.partitions), "earliest")
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Move to the log start offset (every assigned partition when none is given)."""
+        await self._reset(list(partitions) or list(self._subs.partitions), "earliest")
 
-    async def seek_to_end(self, *tps: TopicPartition) -> None:
-        await self._reset(list(tps) or list(self._subs.partitions), "latest")
+    async def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Move to the high watermark: only records produced from now on are returned."""
+        await self._reset(list(partitions) or list(self._subs.partitions), "latest")
 
     async def position(self, tp: TopicPartition) -> int:
+        """Offset of the next record ``getmany`` returns for ``tp`` (looked up if unknown)."""
         st = self._subs.state(tp)
         if st.position is None:
             await self._reset([tp], st.reset or self.config.auto_offset_reset)
-        assert st.position is not None
+        if st.position is None:  # a concurrent seek/reset raced the lookup: look again
+            return await self.position(tp)
         return st.position
 
-    def pause(self, *tps: TopicPartition) -> None:
-        for tp in tps:
-            self._subs.state(tp).paused = True
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop returning and fetching records of these partitions (buffered ones are kept)."""
+        self._subs.pause(partitions)
 
-    def resume(self, *tps: TopicPartition) -> None:
-        for tp in tps:
-            self._subs.state(tp).paused = False
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._subs.resume(partitions)
         self._fetcher.data_ready.set()
 
     def paused(self) -> set[TopicPartition]:
-        return {tp for tp, st in self._subs.partitions.items() if st.paused}
+        return self._subs.paused()
 
+    # ------------------------------------------------------------------ watermarks
     def highwater(self, tp: TopicPartition) -> int | None:
-        """High watermark seen in the last fetch of ``tp`` (None before the first)."""
+        """High watermark seen in the latest fetch of ``tp`` (None before the first)."""
         return self._subs.state(tp).highwater
 
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        """Offset below which no transaction is open (the high watermark until transactions
+        exist); None before the first fetch of ``tp``."""
+        return self._subs.state(tp).last_stable_offset
+
     def lag(self, tp: TopicPartition) -> int | None:
-        """Records committed on the broker but not yet returned to the application."""
+        """Records below the high watermark not yet returned to the application."""
         return self._subs.lag(tp)
 
-    # ------------------------------------------------------------------ metadata/offsets
+    def metrics(self) -> dict[str, Any]:
+        """Counters for dashboards: a consumer that stops progressing shows it here."""
+        f = self._fetcher
+        return {"records_consumed": self._records_consumed, "fetch_requests": f.fetches_sent,
+                "buffered_bytes": f.buffered_bytes,
+                "lag": {tp: self._subs.lag(tp) for tp in self._subs.partitions}}
+
+    # ------------------------------------------------------------------ offset lookups
     async def topics(self) -> set[str]:
         return set((await self._cluster.refresh(None)).topics)
 
@@ -155,104 +208,186 @@ class Consumer:
         parts = (await self._cluster.refresh([topic])).partitions_for(topic)
         return set(parts) if parts else None
 
-    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: o for tp, (o, _) in (await self._list_offsets(
-            {tp: EARLIEST_TIMESTAMP for tp in tps})).items()}
+    async def beginning_offsets(self, partitions: Assignment) -> dict[TopicPartition, int]:
+        found = await self._list_offsets({tp: EARLIEST_TIMESTAMP for tp in partitions})
+        return {tp: offset for tp, (offset, _) in found.items()}
 
-    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: o for tp, (o, _) in (await self._list_offsets(
-            {tp: LATEST_TIMESTAMP for tp in tps})).items()}
+    async def end_offsets(self, partitions: Assignment) -> dict[TopicPartition, int]:
+        """The high watermark of each partition (the offset the next record will get)."""
+        found = await self._list_offsets({tp: LATEST_TIMESTAMP for tp in partitions})
+        return {tp: offset for tp, (offset, _) in found.items()}
 
     async def offsets_for_times(self, timestamps: dict[TopicPartition, int]
-                                ) -> dict[TopicPartition, tuple[int, int] | None]:
+                                ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """The first offset with a timestamp >= the given ms time (None: no such record)."""
+        for tp, ts in timestamps.items():
+            if not isinstance(ts, int) or ts < 0:
+                raise ValueError(f"timestamp for {tp[0]}-{tp[1]} must be ms >= 0, got {ts!r}")
         found = await self._list_offsets(dict(timestamps))
-        return {tp: (None if o < 0 else (o, ts)) for tp, (o, ts) in found.items()}
+        return {tp: None if offset < 0 else OffsetAndTimestamp(offset, ts)
+                for tp, (offset, ts) in found.items()}
 
     async def _list_offsets(self, specs: dict[TopicPartition, int]
                             ) -> dict[TopicPartition, tuple[int, int]]:
-        return await self._cluster.list_offsets(specs)
+        """ListOffsets to each partition's leader, retrying retriable failures (lost
+        connection, moved leader) with backoff until request.timeout.ms has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout_ms / 1000
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        todo = {TopicPartition(*tp): ts for tp, ts in specs.items()}
+        while todo:
+            self._check_open()
+            try:
+                await self._list_offsets_once(todo, out)
+                return out
+            except (ClientError, KlammError) as exc:
+                self._check_open()
+                if not exc.retriable or loop.time() >= deadline:
+                    raise
+                log.info("offset lookup failed (%s); retrying", exc)
+                await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+                try:
+                    await self._cluster.refresh(sorted({tp.topic for tp in todo}))
+                except (ClientError, KlammError) as refresh_exc:
+                    log.info("metadata refresh failed: %s", refresh_exc)
+        return out
 
-    async def _reset(self, tps: list[TopicPartition], strategy: str) -> None:
+    async def _list_offsets_once(self, todo: dict[TopicPartition, int],
+                                 out: dict[TopicPartition, tuple[int, int]]) -> None:
+        md = self._cluster.metadata
+        if any(md.leader_for(tp.topic, tp.partition) is None for tp in todo):
+            md = await self._cluster.refresh(sorted({tp.topic for tp in todo}))
+        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
+        for tp, ts in todo.items():
+            leader = md.leader_for(tp.topic, tp.partition)
+            if leader is None:
+                if md.partitions_for(tp.topic) is None or tp.partition not in md.partitions_for(
+                        tp.topic):  # type: ignore[operator]
+                    raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                    f"{tp.topic}-{tp.partition} does not exist")
+                raise error_for(ErrorCode.LEADER_NOT_AVAILABLE, f"{tp.topic}-{tp.partition}")
+            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
+                {"partition": tp.partition, "timestamp": ts})
+        retry: KlammError | None = None
+        for leader, topics in by_leader.items():
+            body = (await self._cluster.request(leader, ApiKey.LIST_OFFSETS, {
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
+            for t in body["topics"]:
+                for p in t["partitions"]:
+                    tp = TopicPartition(t["topic"], p["partition"])
+                    code = p["error_code"]
+                    if code in METADATA_ERRORS and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                        retry = error_for(code, f"{tp.topic}-{tp.partition}")
+                        continue
+                    if code:
+                        raise error_for(code, f"{tp.topic}-{tp.partition}: "
+                                              f"{p.get('error_message') or ''}".rstrip(": "))
+                    out[tp] = (p["offset"], p["timestamp"])
+                    todo.pop(tp, None)
+        if retry is not None:
+            raise retry
+
+    async def _reset(self, tps: list[TopicPartition], strategy: ResetStrategy) -> None:
+        """Look up and apply the earliest/latest offset of ``tps`` now."""
+        if not tps:
+            return
         if strategy == "none":
-            raise error_for(ErrorCode.OFFSET_OUT_OF_RANGE,
-                            f"no position for {', '.join(f'{t.topic}-{t.partition}' for t in tps)}"
-                            f" and auto.offset.reset=none; seek() first")
+            names = ", ".join(f"{tp.topic}-{tp.partition}" for tp in tps)
+            raise NoOffsetForPartitionError(f"no position for {names} and auto.offset.reset "
+                                            f"is none: seek() to an offset first")
+        epochs = {}
         for tp in tps:
             self._subs.request_reset(tp, strategy)
-            self._fetcher.clear(tp)
-            self._fetcher.errors.pop(tp, None)
+            epochs[tp] = self._subs.partitions[tp].epoch
+        self._fetcher.forget(set(tps))
         ts = EARLIEST_TIMESTAMP if strategy == "earliest" else LATEST_TIMESTAMP
         found = await self._list_offsets({tp: ts for tp in tps})
         for tp, (offset, _) in found.items():
-            st = self._subs.partitions.get(tp)
-            if st is not None and st.reset == strategy:
-                self._subs.seek(tp, offset)
+            self._subs.complete_reset(tp, epochs[tp], offset)
         self._fetcher.data_ready.set()
 
     async def _resolve_positions(self) -> None:
-        pending: dict[str, list[TopicPartition]] = {}
-        for tp, st in self._subs.partitions.items():
-            if st.position is None:
-                pending.setdefault(st.reset or self.config.auto_offset_reset, []).append(tp)
-        for strategy, tps in pending.items():
+        for strategy, tps in self._subs.awaiting_reset().items():
             await self._reset(tps, strategy)
 
     # ------------------------------------------------------------------ polling
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConsumerStoppedError("the consumer was stopped")
+        if not self._started:
+            raise ClientError("call await consumer.start() (or use async with) first")
+
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
                       max_records: int | None = None
                       ) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Records per partition, at most ``max_records`` (max.poll.records) in all; {} when
-        none arrived within ``timeout_ms``."""
-        if self._closed:
-            raise ConsumerStoppedError("the consumer is stopped")
-        fetcher = self._fetcher
-        wanted = set(partitions) if partitions else None
-        limit = max_records or self.config.max_poll_records
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_ms / 1000
-        while True:
-            if self._closed:
-                raise ConsumerStoppedError("the consumer was stopped while polling")
-            if self._wakeup:
-                self._wakeup = False
-                raise ConsumerWakeup("wakeup() interrupted the poll")
-            for tp, exc in list(fetcher.errors.items()):
-                if wanted is None or tp in wanted:
-                    del fetcher.errors[tp]
-                    raise exc
-            if any(st.position is None for st in self._subs.partitions.values()):
-                await self._resolve_positions()
-            fetcher.data_ready.clear()
-            records = fetcher.drain(wanted, limit)
-            fetcher.maybe_send()  # prefetch while the application processes these
-            if records:
-                return records
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return {}
-            try:
-                async with asyncio.timeout(remaining):
-                    await fetcher.data_ready.wait()
-            except TimeoutError:
-                if not fetcher.completed:
-                    return {}
+        """Records per partition, at most ``max_records`` (default max.poll.records) in all,
+        from ``partitions`` (default: every assigned one); {} when none arrived within
+        ``timeout_ms``."""
+        if max_records is not None and max_records < 1:
+            raise ValueError(f"max_records must be >= 1, got {max_records}")
+        return await self._poll(partitions, max_records or self.config.max_poll_records,
+                                timeout_ms / 1000)
 
     async def getone(self, *partitions: TopicPartition) -> ConsumerRecord:
         """The next record, waiting as long as it takes."""
-        while True:
-            batch = await self.getmany(*partitions, timeout_ms=60_000, max_records=1)
-            for records in batch.values():
+        for records in (await self._poll(partitions, 1, None)).values():
+            return records[0]
+        raise AssertionError("a poll without timeout returned nothing")  # pragma: no cover
+
+    def __aiter__(self) -> "Consumer":
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        """One record at a time; the iteration ends when the consumer is stopped."""
+        try:
+            for records in (await self._poll((), 1, None)).values():
                 return records[0]
+        except ConsumerStoppedError:
+            raise StopAsyncIteration from None
+        raise AssertionError("a poll without timeout returned nothing")  # pragma: no cover
 
-    def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[ConsumerRecord]:
-        while True:
-            try:
-                batch = await self.getmany(timeout_ms=60_000)
-            except ConsumerStoppedError:
-                return
-            for records in batch.values():
-                for record in records:
-                    yield record
+    async def _poll(self, partitions: tuple[TopicPartition, ...], limit: int,
+                    timeout: float | None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        self._check_open()
+        wanted: set[TopicPartition] | None = None
+        if partitions:
+            wanted = set(partitions)
+            for tp in wanted:
+                self._subs.state(tp)  # raises for unassigned partitions
+        fetcher = self._fetcher
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                if self._closed:
+                    raise ConsumerStoppedError("the consumer was stopped while polling")
+                if self._wakeup:
+                    self._wakeup = False
+                    raise ConsumerWakeup("wakeup() interrupted the poll")
+                error = fetcher.pop_error(wanted)
+                if error is not None:
+                    raise error
+                fetcher.data_ready.clear()
+                if self._subs.awaiting_reset():
+                    await self._resolve_positions()  # retries within request.timeout.ms
+                    continue
+                records = fetcher.drain(wanted, limit)
+                if records:
+                    self._records_consumed += sum(map(len, records.values()))
+                    return records
+                fetcher.maybe_send()
+                if deadline is None:
+                    await fetcher.data_ready.wait()
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return {}
+                try:
+                    async with asyncio.timeout(remaining):
+                        await fetcher.data_ready.wait()
+                except TimeoutError:
+                    pass
+        except (ClientError, KlammError):
+            if self._closed:
+                raise ConsumerStoppedError("the consumer was stopped while polling") from None
+            raise

@@ -1,10 +1,19 @@
-"""Fetching and decoding: keeps a fetch in flight per broker while the application works.
+"""Fetching: keeps one fetch in flight per broker, ahead of the application, within a bound.
 
-Raw fetch responses are buffered (bounded by fetch.max.bytes) and decoded only when the
-application asks for records, one msgpack call per batch. A partition's next fetch starts at
-its ``fetch_position``, after what is already buffered, so the pipeline never idles while the
-application processes. Results of fetches sent before a seek are dropped by epoch.
-One event loop owns a Fetcher.
+A fetch is sent to every broker that leads a fetchable partition as soon as the previous one
+to that broker completes, as long as fewer than ``fetch.max.bytes`` undelivered bytes are
+buffered; each request asks for at most the room left, so buffered plus in-flight data stays
+within ``fetch.max.bytes`` (plus at most one batch, which the broker sends whole so that a
+consumer always progresses). Raw response bytes are kept as zero-copy slices of the received
+frame and decoded only when the application asks for records (``records.PartitionRecords``).
+
+A partition's next fetch starts at its ``fetch_position`` (after what is buffered); its
+``position`` moves only when ``drain`` hands records out, so a lost connection loses nothing
+and duplicates nothing: positions are untouched and the fetch is repeated after a backoff.
+Results of fetches sent before a seek, reset or reassignment are dropped by epoch.
+
+``data_ready`` is set whenever something a waiting poll cares about happened (records
+buffered, an error, a fetch failed, a backoff ended). One event loop owns a Fetcher.
 """
 
 from __future__ import annotations
@@ -13,38 +22,29 @@ import asyncio
 import collections
 import gc
 import logging
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from klamm.protocol.api import ApiKey
-from klamm.protocol.errors import ErrorCode, KlammError, error_for
-from klamm.protocol.records import (CODEC_MASK, HEADER_SIZE, TIMESTAMP_TYPE_LOG_APPEND,
-                                    CorruptBatch, decode_raw_records, iter_batches,
-                                    validate_batch)
+from klamm.protocol.api import CONSUMER_REPLICA_ID, ApiKey
+from klamm.protocol.errors import ErrorCode, KlammError, OffsetOutOfRangeError, error_for
 
 from ..cluster import Cluster
 from ..errors import ClientError
 from ..structs import ConsumerRecord, TopicPartition
 from .config import ConsumerConfig
+from .records import PartitionRecords, scan_batches
 from .subscription import SubscriptionState
 
 log = logging.getLogger(__name__)
 
-_new = tuple.__new__
-_METADATA_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                    ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH}
+# Partition errors that mean "ask the cluster who leads it" rather than "tell the user".
+METADATA_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH,
+                             ErrorCode.BROKER_SHUTTING_DOWN})
 
-
-@dataclass(slots=True)
-class CompletedFetch:
-    """One partition's bytes from one fetch response, consumed batch by batch."""
-
-    tp: TopicPartition
-    data: bytes
-    epoch: int
-    batches: collections.deque[tuple[Any, int]] = field(default_factory=collections.deque)
-    pending: list[ConsumerRecord] = field(default_factory=list)
+Requested = dict[TopicPartition, tuple[int, int]]  # tp -> (epoch, fetch offset)
 
 
 class Fetcher:
@@ -54,24 +54,29 @@ class Fetcher:
         self.config = config
         self.cluster = cluster
         self.subs = subs
-        self.key_deser = key_deserializer
-        self.value_deser = value_deserializer
-        self.completed: collections.deque[CompletedFetch] = collections.deque()
+        self.key_deserializer = key_deserializer
+        self.value_deserializer = value_deserializer
+        self.buffer: collections.deque[PartitionRecords] = collections.deque()
         self.buffered_bytes = 0
         self.in_flight: dict[int, asyncio.Task[None]] = {}
         self.data_ready = asyncio.Event()
-        self.errors: dict[TopicPartition, KlammError] = {}
+        self.errors: dict[TopicPartition, Exception] = {}
+        self.fetches_sent = 0
+        self._failures: dict[int, int] = {}
         self._backoff_until: dict[int, float] = {}
+        self._refreshing: asyncio.Task[None] | None = None
         self.closed = False
 
     # ------------------------------------------------------------------ sending
     def maybe_send(self) -> None:
         """Start a fetch to every broker that leads a fetchable partition and has none."""
-        if self.closed or self.buffered_bytes >= self.config.fetch_max_bytes:
+        room = self.config.fetch_max_bytes - self.buffered_bytes
+        if self.closed or room <= 0:
             return
         md = self.cluster.metadata
-        by_node: dict[int, list[TopicPartition]] = {}
-        loop_time = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        by_node: dict[int, Requested] = {}
+        parts = self.subs.partitions
         for tp in self.subs.fetchable():
             if tp in self.errors:
                 continue
@@ -79,49 +84,56 @@ class Fetcher:
             if leader is None:
                 self._spawn_refresh()
                 continue
-            if leader in self.in_flight or self._backoff_until.get(leader, 0) > loop_time:
+            if leader in self.in_flight or self._backoff_until.get(leader, 0.0) > now:
                 continue
-            by_node.setdefault(leader, []).append(tp)
-        for node, tps in by_node.items():
-            self.in_flight[node] = asyncio.ensure_future(self._fetch(node, tps))
+            st = parts[tp]
+            assert st.fetch_position is not None  # fetchable() yields positioned partitions
+            by_node.setdefault(leader, {})[tp] = (st.epoch, st.fetch_position)
+        for node, requested in by_node.items():
+            self.in_flight[node] = asyncio.ensure_future(self._fetch(node, requested, room))
+            self.fetches_sent += 1
 
-    async def _fetch(self, node: int, tps: list[TopicPartition]) -> None:
+    def _request_body(self, requested: Requested, room: int) -> dict[str, Any]:
         cfg = self.config
-        subs = self.subs
-        epochs = {tp: subs.partitions[tp].epoch for tp in tps}
-        offsets: dict[TopicPartition, int] = {}
-        for tp in tps:
-            position = subs.partitions[tp].fetch_position
-            assert position is not None  # fetchable() only yields positioned partitions
-            offsets[tp] = position
         topics: dict[str, list[dict[str, int]]] = {}
-        for tp in tps:
+        for tp, (_, offset) in requested.items():
             topics.setdefault(tp.topic, []).append(
-                {"partition": tp.partition, "fetch_offset": offsets[tp],
+                {"partition": tp.partition, "fetch_offset": offset,
                  "partition_max_bytes": cfg.max_partition_fetch_bytes})
-        body = {"replica_id": -1, "max_wait_ms": cfg.fetch_max_wait_ms,
-                "min_bytes": cfg.fetch_min_bytes, "max_bytes": cfg.fetch_max_bytes,
+        return {"replica_id": CONSUMER_REPLICA_ID, "max_wait_ms": cfg.fetch_max_wait_ms,
+                "min_bytes": cfg.fetch_min_bytes, "max_bytes": min(cfg.fetch_max_bytes, room),
+                "isolation_level": 0 if cfg.isolation_level == "read_uncommitted" else 1,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+
+    async def _fetch(self, node: int, requested: Requested, room: int) -> None:
+        cfg = self.config
         try:
             conn = await self.cluster.connection(node)
             response = await conn.request(
-                ApiKey.FETCH, body,
+                ApiKey.FETCH, self._request_body(requested, room),
                 timeout=(cfg.request_timeout_ms + cfg.fetch_max_wait_ms) / 1000)
-            self._handle(response.body, bytes(response.payload), epochs, offsets)
+            if self._handle(response.body, response.payload, requested):
+                self._backoff(node, "a partition's leader moved")
+            else:
+                self._failures.pop(node, None)
         except (ClientError, KlammError) as exc:
             if not self.closed:
-                log.warning("fetch from broker %d failed (%s); retrying after %d ms", node,
-                            exc, cfg.reconnect_backoff_ms)
-                self._backoff(node)
-                self._spawn_refresh()
+                self._backoff(node, str(exc))
         finally:
             self.in_flight.pop(node, None)
+            if not self.closed:
+                self.maybe_send()  # prefetch: keep the pipeline busy while the app works
             self.data_ready.set()
 
-    def _handle(self, body: Any, payload: bytes, epochs: dict[TopicPartition, int],
-                offsets: dict[TopicPartition, int]) -> None:
-        if "topics" not in body:
-            raise error_for(body.get("error_code", -1), body.get("error_message"))
+    # ------------------------------------------------------------------ receiving
+    def _handle(self, body: Any, payload: memoryview, requested: Requested) -> bool:
+        """Buffer one response; True when some partition needs fresh metadata."""
+        if not isinstance(body, dict) or "topics" not in body:
+            code = body.get("error_code", -1) if isinstance(body, dict) else -1
+            raise error_for(code, body.get("error_message") if isinstance(body, dict) else None)
+        subs = self.subs.partitions
+        cfg = self.config
+        stale = False
         pos = 0
         for t in body["topics"]:
             topic = t["topic"]
@@ -130,164 +142,183 @@ class Fetcher:
                 data = payload[pos:pos + size]
                 pos += size
                 tp = TopicPartition(topic, p["partition"])
-                st = self.subs.partitions.get(tp)
-                if st is None or st.epoch != epochs.get(tp):
-                    continue  # unassigned or sought since the fetch left
+                asked = requested.get(tp)
+                st = subs.get(tp)
+                if asked is None or st is None or st.epoch != asked[0] \
+                        or st.fetch_position != asked[1]:
+                    continue  # unassigned, sought or reset since the fetch left
                 code = p["error_code"]
                 if code:
-                    self._partition_error(tp, code, p.get("error_message"))
+                    stale |= self._partition_error(tp, code, p.get("error_message"), asked[1])
                     continue
-                st.highwater = p["high_watermark"]
-                st.log_start_offset = p["log_start_offset"]
-                if not data:
+                self.subs.update_watermarks(tp, p["high_watermark"], p["log_start_offset"],
+                                            p.get("last_stable_offset"))
+                if not size:
                     continue
-                done = CompletedFetch(tp, data, st.epoch)
-                next_offset = st.fetch_position
-                for header, bpos in iter_batches(data):
-                    done.batches.append((header, bpos))
-                    next_offset = header.next_offset
-                if not done.batches:
+                positions, next_offset, error = scan_batches(data, tp)
+                if not positions:
+                    if error is not None:
+                        self.errors[tp] = error
+                    else:
+                        log.warning("%s-%d: fetch at offset %d returned %d bytes but no whole "
+                                    "batch", topic, tp.partition, asked[1], size)
                     continue
-                st.fetch_position = next_offset
-                self.completed.append(done)
-                self.buffered_bytes += len(data)
+                part = PartitionRecords(
+                    tp, st.epoch, data, positions, next_offset, error=error,
+                    check_crcs=cfg.check_crcs, key_deserializer=self.key_deserializer,
+                    value_deserializer=self.value_deserializer)
+                # After a bad header nothing can be framed: stop fetching until drain() has
+                # raised the error and reset fetch_position to the position.
+                st.fetch_position = next_offset if error is None else None
+                self.buffer.append(part)
+                self.buffered_bytes += part.nbytes
+        return stale
 
-    def _partition_error(self, tp: TopicPartition, code: int, message: str | None) -> None:
+    def _partition_error(self, tp: TopicPartition, code: int, message: str | None,
+                         offset: int) -> bool:
+        name = f"{tp.topic}-{tp.partition}"
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:
             strategy = self.config.auto_offset_reset
             if strategy == "none":
-                self.errors[tp] = error_for(code, f"{tp.topic}-{tp.partition}: {message}; "
-                                                  f"auto.offset.reset=none")
+                self.errors[tp] = OffsetOutOfRangeError(
+                    f"{name} has no offset {offset}; auto.offset.reset=none, so seek() to a "
+                    f"valid offset (see beginning_offsets/end_offsets)")
             else:
-                log.info("%s-%d: offset out of range, resetting to %s", tp.topic, tp.partition,
+                log.info("%s: offset %d is out of range; resetting to %s", name, offset,
                          strategy)
                 self.subs.request_reset(tp, strategy)
-        elif code in _METADATA_ERRORS:
+            return False
+        if code in METADATA_ERRORS:
+            log.info("%s: %s; refreshing metadata", name, ErrorCode(code).name)
             self._spawn_refresh()
-        else:
-            self.errors[tp] = error_for(code, f"{tp.topic}-{tp.partition}: {message}")
+            return True
+        self.errors[tp] = error_for(code, f"{name}: {message}" if message else name)
+        return False
 
-    def _backoff(self, node: int) -> None:
+    def _backoff(self, node: int, why: str) -> None:
+        """Exponential backoff (reconnect.backoff.ms doubling up to reconnect.backoff.max.ms,
+        with jitter) before the next fetch to ``node``; metadata is refreshed meanwhile."""
+        cfg = self.config
+        failures = self._failures[node] = self._failures.get(node, 0) + 1
+        delay = min(cfg.reconnect_backoff_max_ms,
+                    cfg.reconnect_backoff_ms * 2 ** min(failures - 1, 20)) / 1000
+        delay *= random.uniform(0.8, 1.2)
+        log.warning("fetch from broker %d failed (%s); retry %d in %.0f ms", node, why,
+                    failures, delay * 1000)
         loop = asyncio.get_running_loop()
-        self._backoff_until[node] = loop.time() + self.config.reconnect_backoff_ms / 1000
-        loop.call_later(self.config.reconnect_backoff_ms / 1000, self.data_ready.set)
+        self._backoff_until[node] = loop.time() + delay
+        loop.call_later(delay, self._backoff_over)
+        self._spawn_refresh()
 
-    _refreshing: "asyncio.Task[None] | None" = None
+    def _backoff_over(self) -> None:
+        if not self.closed:
+            self.maybe_send()
+            self.data_ready.set()
 
     def _spawn_refresh(self) -> None:
-        if self._refreshing is None or self._refreshing.done():
+        if not self.closed and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
-        await asyncio.sleep(self.config.retry_backoff_ms / 1000)  # back off before asking again
+        await asyncio.sleep(self.config.retry_backoff_ms / 1000)  # do not hammer the cluster
         try:
             await self.cluster.refresh(sorted({tp.topic for tp in self.subs.partitions}))
-        except Exception as exc:
+        except (ClientError, KlammError) as exc:
             log.warning("metadata refresh failed: %s", exc)
-        self.data_ready.set()
+        if not self.closed:
+            self.maybe_send()
+            self.data_ready.set()
 
     # ------------------------------------------------------------------ draining
     def drain(self, wanted: set[TopicPartition] | None,
               max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Hand out up to ``max_records`` buffered records, advancing positions."""
+        """Hand out up to ``max_records`` buffered records in fetch order, advancing positions.
+
+        A partition's error surfaces after its earlier records: raised here when nothing was
+        collected yet, else kept in ``errors`` for the next poll (so no record is lost).
+        """
         out: dict[TopicPartition, list[ConsumerRecord]] = {}
         budget = max_records
-        kept: collections.deque[CompletedFetch] = collections.deque()
+        buffer = self.buffer
         subs = self.subs.partitions
-        while self.completed and budget > 0:
-            done = self.completed.popleft()
-            st = subs.get(done.tp)
-            if st is None or st.epoch != done.epoch:
-                self.buffered_bytes -= len(done.data)
-                continue
-            if (wanted is not None and done.tp not in wanted) or st.paused:
-                kept.append(done)
-                continue
-            records = self._take(done, budget, st.position or 0)
-            if records:
-                out.setdefault(done.tp, []).extend(records)
-                budget -= len(records)
-                st.position = records[-1].offset + 1
-            if done.pending or done.batches:
-                kept.append(done)
-            else:
-                self.buffered_bytes -= len(done.data)
-        kept.extend(self.completed)
-        self.completed = kept
-        return out
-
-    def _take(self, done: CompletedFetch, budget: int, position: int) -> list[ConsumerRecord]:
-        taken: list[ConsumerRecord] = []
-        while budget > len(taken):
-            if not done.pending:
-                if not done.batches:
-                    break
-                header, pos = done.batches.popleft()
-                if header.next_offset <= position:
-                    continue
-                done.pending = self._decode(done, header, pos, position)
-                continue
-            room = budget - len(taken)
-            if room >= len(done.pending):
-                taken.extend(done.pending)
-                done.pending = []
-            else:
-                taken.extend(done.pending[:room])
-                del done.pending[:room]
-        return taken
-
-    def _decode(self, done: CompletedFetch, header: Any, pos: int,
-                position: int) -> list[ConsumerRecord]:
-        tp = done.tp
-        if self.config.check_crcs:
-            try:
-                validate_batch(done.data, pos)
-            except CorruptBatch as exc:
-                raise error_for(ErrorCode.CORRUPT_MESSAGE,
-                                f"{tp.topic}-{tp.partition} batch at offset "
-                                f"{header.base_offset}: {exc}") from None
-        attrs = header.attributes
-        section = memoryview(done.data)[pos + HEADER_SIZE:pos + header.size]
-        try:
-            raw = decode_raw_records(section, attrs & CODEC_MASK)
-        except CorruptBatch as exc:
-            raise error_for(ErrorCode.CORRUPT_MESSAGE,
-                            f"{tp.topic}-{tp.partition} batch at offset "
-                            f"{header.base_offset}: {exc}") from None
-        topic, part, base = tp.topic, tp.partition, header.base_offset
-        CR = ConsumerRecord
-        # Building thousands of tuples triggers GC passes that cost more than the building.
-        gc_was_enabled = gc.isenabled()
+        skipped: list[PartitionRecords] = []
+        # Decoding allocates thousands of tracked objects and the result lists grow: a GC pass
+        # in the middle would traverse them again and again. One pass afterwards is enough.
+        gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            if attrs & TIMESTAMP_TYPE_LOG_APPEND:
-                ts = header.max_timestamp
-                recs = [_new(CR, (topic, part, base + r[0], ts, 1, r[2], r[3], r[4]))
-                        for r in raw]
-            else:
-                t0 = header.first_timestamp
-                recs = [_new(CR, (topic, part, base + r[0], t0 + r[1], 0, r[2], r[3], r[4]))
-                        for r in raw]
+            while buffer and budget > 0:
+                part = buffer[0]
+                tp = part.tp
+                st = subs.get(tp)
+                if st is None or st.epoch != part.epoch or st.position is None:
+                    buffer.popleft()
+                    self.buffered_bytes -= part.nbytes
+                    continue
+                if st.paused or (wanted is not None and tp not in wanted) or tp in self.errors:
+                    skipped.append(buffer.popleft())
+                    continue
+                try:
+                    records = part.take(budget, st.position)
+                except Exception as exc:
+                    self._drop(tp)  # later data of tp must not be delivered past the error
+                    st.fetch_position = st.position  # fetch again from here (or after a seek)
+                    if out:
+                        self.errors[tp] = exc
+                        continue
+                    raise
+                if records:
+                    got = out.get(tp)
+                    if got is None:
+                        out[tp] = records
+                    else:
+                        got += records
+                    budget -= len(records)
+                    st.position = records[-1].offset + 1
+                if part.exhausted:
+                    buffer.popleft()
+                    self.buffered_bytes -= part.nbytes
+                    if st.position < part.next_offset:
+                        st.position = part.next_offset  # past control batches / compacted gaps
         finally:
-            if gc_was_enabled:
+            if gc_enabled:
                 gc.enable()
-        if base < position:
-            recs = [r for r in recs if r.offset >= position]
-        kd, vd = self.key_deser, self.value_deser
-        if kd is not None or vd is not None:
-            recs = [r._replace(key=kd(r.key) if kd and r.key is not None else r.key,
-                               value=vd(r.value) if vd and r.value is not None else r.value)
-                    for r in recs]
-        return recs
+            if skipped:
+                buffer.extendleft(reversed(skipped))
+        if self.buffered_bytes < self.config.fetch_max_bytes and not self.closed:
+            self.maybe_send()
+        return out
 
-    def clear(self, tp: TopicPartition | None = None) -> None:
-        kept: collections.deque[CompletedFetch] = collections.deque()
-        for done in self.completed:
-            if tp is None or done.tp == tp:
-                self.buffered_bytes -= len(done.data)
+    def pop_error(self, wanted: set[TopicPartition] | None) -> Exception | None:
+        """A pending error of a wanted partition, removed so it is raised once."""
+        for tp in self.errors:
+            if wanted is None or tp in wanted:
+                return self.errors.pop(tp)
+        return None
+
+    def forget(self, tps: set[TopicPartition] | None = None) -> None:
+        """Drop buffered data and errors of ``tps`` (None: of every unassigned partition)."""
+        assigned = self.subs.partitions
+        gone = (lambda tp: tp not in assigned) if tps is None else tps.__contains__
+        kept: list[PartitionRecords] = []
+        for part in self.buffer:
+            if gone(part.tp):
+                self.buffered_bytes -= part.nbytes
             else:
-                kept.append(done)
-        self.completed = kept
+                kept.append(part)
+        self.buffer.clear()
+        self.buffer.extend(kept)
+        for tp in [tp for tp in self.errors if gone(tp)]:
+            del self.errors[tp]
+
+    def _drop(self, tp: TopicPartition) -> None:
+        self.buffered_bytes -= sum(part.nbytes for part in self.buffer if part.tp == tp)
+        kept = [part for part in self.buffer if part.tp != tp]
+        self.buffer.clear()  # in place: drain() holds a reference
+        self.buffer.extend(kept)
+
+    def buffered_for(self, tp: TopicPartition) -> int:
+        return sum(p.nbytes for p in self.buffer if p.tp == tp)
 
     async def close(self) -> None:
         self.closed = True
@@ -301,4 +332,6 @@ class Fetcher:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
+        self.buffer.clear()
+        self.buffered_bytes = 0
         self.data_ready.set()
