@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
-from klamm.protocol.errors import ErrorCode, KlammError, error_for
+from klamm.protocol.errors import ErrorCode, KlammError, UnknownTopicOrPartitionError, error_for
 
 from ..cluster import Cluster
 from ..errors import ClientClosedError, ClientError
@@ -242,8 +242,9 @@ class Consumer:
                 return out
             except (ClientError, KlammError) as exc:
                 self._check_open()
-                if not exc.retriable or loop.time() >= deadline:
-                    raise
+                if not exc.retriable or isinstance(exc, UnknownTopicOrPartitionError) \
+                        or loop.time() >= deadline:
+                    raise  # fresh metadata says the partition does not exist: say so now
                 log.info("offset lookup failed (%s); retrying", exc)
                 await asyncio.sleep(self.config.retry_backoff_ms / 1000)
                 try:

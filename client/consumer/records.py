@@ -180,9 +180,11 @@ class PartitionRecords:
                 raise CorruptBatchError(f"records section holds {len(raw)} of {count} records"
                                         if type(raw) is tuple else "records are not an array")
             topic, part = tp
-            if attrs & TIMESTAMP_TYPE_LOG_APPEND:
-                records = [_new(ConsumerRecord, (topic, part, base + r[0], max_ts,
-                                                 LOG_APPEND_TIME, r[2], r[3], r[4]))
+            if attrs & TIMESTAMP_TYPE_LOG_APPEND or first_ts == max_ts:
+                # One timestamp for the whole batch: share one int object.
+                ts_type = LOG_APPEND_TIME if attrs & TIMESTAMP_TYPE_LOG_APPEND else CREATE_TIME
+                records = [_new(ConsumerRecord, (topic, part, base + r[0], max_ts, ts_type,
+                                                 r[2], r[3], r[4]))
                            for r in raw]
             else:
                 records = [_new(ConsumerRecord, (topic, part, base + r[0], first_ts + r[1],

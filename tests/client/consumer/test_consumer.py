@@ -9,8 +9,10 @@ import pytest
 
 from klamm.broker.server import BrokerServer
 from klamm.client import Admin, Consumer, NewTopic, Producer, TopicPartition
-from klamm.client.consumer import ConsumerStoppedError, ConsumerWakeup, GroupsNotAvailableError
-from klamm.client.errors import OffsetOutOfRangeError
+from klamm.client.consumer import (ConsumerStoppedError, ConsumerWakeup,
+                                   GroupsNotAvailableError, NoOffsetForPartitionError)
+from klamm.client.errors import ClientError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+from klamm.client.structs import OffsetAndTimestamp
 
 TP = TopicPartition("t", 0)
 
@@ -181,3 +183,152 @@ async def test_broker_restart_on_same_port_and_data(broker_factory, tmp_path) ->
 async def test_groups_are_refused_with_a_clear_message(broker: BrokerServer) -> None:
     with pytest.raises(GroupsNotAvailableError, match="assign"):
         Consumer("t", bootstrap_servers=broker.bootstrap)
+
+
+async def test_getmany_for_chosen_partitions_returns_only_those(broker: BrokerServer) -> None:
+    async with Admin(bootstrap_servers=broker.bootstrap) as admin:
+        await admin.create_topics([NewTopic("two", 2)])
+    async with Producer(bootstrap_servers=broker.bootstrap) as producer:
+        for i in range(20):
+            await producer.send("two", b"%d" % i, partition=i % 2)
+    p0, p1 = TopicPartition("two", 0), TopicPartition("two", 1)
+    async with Consumer(bootstrap_servers=broker.bootstrap,
+                        auto_offset_reset="earliest") as consumer:
+        consumer.assign([p0, p1])
+        only1 = await consumer.getmany(p1, timeout_ms=5000)
+        assert set(only1) == {p1} and [r.value for r in only1[p1]][:2] == [b"1", b"3"]
+        rest = await consumer.getmany(p0, timeout_ms=5000)
+        assert [r.offset for r in rest[p0]] == list(range(10))
+        with pytest.raises(ValueError, match="not assigned"):
+            await consumer.getmany(TopicPartition("two", 5))
+
+
+async def test_offset_lookups_by_position_and_time(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 0)
+    async with Producer(bootstrap_servers=broker.bootstrap) as producer:
+        for i, ts in enumerate([1000, 2000, 3000]):
+            await producer.send_and_wait("t", b"%d" % i, partition=0, timestamp=ts)
+    async with Consumer(bootstrap_servers=broker.bootstrap) as consumer:
+        assert await consumer.beginning_offsets([TP]) == {TP: 0}
+        assert await consumer.end_offsets([TP]) == {TP: 3}
+        found = await consumer.offsets_for_times({TP: 1500})
+        assert found == {TP: OffsetAndTimestamp(1, 2000)}
+        assert await consumer.offsets_for_times({TP: 9999}) == {TP: None}
+        with pytest.raises(UnknownTopicOrPartitionError, match="create it"):
+            await consumer.end_offsets([TopicPartition("missing", 0)])
+
+
+async def test_prefetch_runs_while_the_application_holds_records_and_stays_bounded(
+        broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 0)
+    async with Producer(bootstrap_servers=broker.bootstrap, batch_size=4096) as producer:
+        for i in range(4000):
+            await producer.send("t", b"x" * 200, partition=0)
+    limit = 64 * 1024
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                        fetch_max_bytes=limit, max_partition_fetch_bytes=16 * 1024,
+                        max_poll_records=10) as consumer:
+        consumer.assign([TP])
+        first = await consumer.getmany(timeout_ms=5000)
+        assert len(first[TP]) == 10
+        fetcher = consumer._fetcher
+        # Without another poll, the fetcher keeps fetching until the bound is reached.
+        deadline = asyncio.get_running_loop().time() + 5
+        while fetcher.buffered_bytes < limit - 16 * 1024:
+            assert asyncio.get_running_loop().time() < deadline, "prefetch did not run"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert fetcher.buffered_bytes <= limit + 4096  # + at most one whole batch
+        got = [r.offset for r in first[TP]] + [r.offset for r in
+                                               (await consumer.getmany(timeout_ms=0))[TP]]
+        assert got == list(range(20))
+
+
+async def test_paused_partition_keeps_buffered_records_for_resume(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 50)
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                        max_poll_records=5) as consumer:
+        consumer.assign([TP])
+        assert [r.offset for r in (await consumer.getmany(timeout_ms=5000))[TP]] == \
+            [0, 1, 2, 3, 4]
+        consumer.pause(TP)
+        assert await consumer.getmany(timeout_ms=200) == {}
+        assert await consumer.position(TP) == 5
+        consumer.resume(TP)
+        assert await read(consumer, 45) == list(range(5, 50))
+
+
+async def test_seek_while_data_is_buffered_drops_the_stale_records(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 300)
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                        max_poll_records=10) as consumer:
+        consumer.assign([TP])
+        await consumer.getmany(timeout_ms=5000)
+        consumer.seek(TP, 123)
+        assert (await consumer.getmany(timeout_ms=5000))[TP][0].offset == 123
+        await consumer.seek_to_beginning()
+        assert (await consumer.getmany(timeout_ms=5000))[TP][0].offset == 0
+
+
+async def test_no_position_with_reset_none_is_a_clear_error(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 3)
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="none") as consumer:
+        consumer.assign([TP])
+        with pytest.raises(NoOffsetForPartitionError, match="seek"):
+            await consumer.getmany(timeout_ms=1000)
+        consumer.seek(TP, 1)
+        assert await read(consumer, 2) == [1, 2]
+
+
+async def test_deserializers_from_config_are_applied(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 0)
+    async with Producer(bootstrap_servers=broker.bootstrap, value_serializer="json",
+                        key_serializer="str") as producer:
+        await producer.send_and_wait("t", {"n": 1}, key="k", partition=0)
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                        **{"key.deserializer": "str", "value.deserializer": "json"}) as consumer:
+        consumer.assign([TP])
+        record = await consumer.getone()
+        assert (record.key, record.value) == ("k", {"n": 1})
+
+
+async def test_async_for_ends_when_the_consumer_is_stopped_from_another_task(
+        broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 3)
+    consumer = Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign([TP])
+    seen: list[int] = []
+
+    async def iterate() -> None:
+        async for record in consumer:
+            seen.append(record.offset)
+
+    task = asyncio.ensure_future(iterate())
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(seen) < 3:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    await consumer.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert seen == [0, 1, 2]
+
+
+async def test_polling_before_start_or_after_stop_says_what_to_do(broker: BrokerServer) -> None:
+    consumer = Consumer(bootstrap_servers=broker.bootstrap)
+    with pytest.raises(ClientError, match="start"):
+        await consumer.getmany()
+    await consumer.start()
+    await consumer.stop()
+    with pytest.raises(ConsumerStoppedError):
+        await consumer.getmany()
+
+
+async def test_commit_and_subscribe_point_to_manual_assignment(broker: BrokerServer) -> None:
+    async with Consumer(bootstrap_servers=broker.bootstrap) as consumer:
+        with pytest.raises(GroupsNotAvailableError, match="later version"):
+            consumer.subscribe("t")
+        with pytest.raises(GroupsNotAvailableError):
+            await consumer.commit()
+        with pytest.raises(GroupsNotAvailableError):
+            await consumer.committed(TP)

@@ -1,0 +1,84 @@
+"""FrameReader: frames read straight into handed-out buffers, large ones without a copy."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Iterable
+
+import pytest
+
+from klamm.protocol.frame import FrameError, FrameReader, FrameTooLarge, encode_response, \
+    parse_response
+
+
+def feed(reader: FrameReader, data: bytes, chunks: Iterable[int]) -> list[tuple[int, dict, bytes]]:
+    """Deliver ``data`` as a socket would: each read fills at most the buffer offered."""
+    out = []
+    pos = 0
+    sizes = iter(chunks)
+    while pos < len(data):
+        buf = reader.get_buffer()
+        assert len(buf) > 0
+        n = min(len(buf), next(sizes, 1 << 30), len(data) - pos)
+        buf[:n] = data[pos:pos + n]
+        pos += n
+        for meta, payload in reader.buffer_updated(n):
+            r = parse_response(meta, payload)
+            out.append((r.correlation_id, r.body, bytes(r.payload)))
+    return out
+
+
+def frames(sizes: list[int]) -> tuple[bytes, list[tuple[int, dict, bytes]]]:
+    expected = [(i, {"i": i}, bytes([i % 251]) * n) for i, n in enumerate(sizes)]
+    return b"".join(encode_response(c, b, p) for c, b, p in expected), expected
+
+
+def test_frames_split_at_every_byte_reassemble() -> None:
+    data, expected = frames([0, 3, 40, 2000])
+    reader = FrameReader(scratch_bytes=2048, direct_threshold=512)
+    assert feed(reader, data, iter(lambda: 1, None)) == expected
+
+
+@pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
+def test_small_and_large_frames_come_out_intact_whatever_the_read_sizes(chunk: int) -> None:
+    data, expected = frames([0, 10, 70_000, 5, 300_000, 64 * 1024, 1])
+    reader = FrameReader(scratch_bytes=128 * 1024, direct_threshold=32 * 1024)
+    assert feed(reader, data, iter(lambda: chunk, None)) == expected
+    assert reader.buffered == 0
+
+
+def test_random_read_sizes_keep_frame_boundaries() -> None:
+    rng = random.Random(7)
+    data, expected = frames([rng.choice([0, 3, 900, 40_000, 200_000]) for _ in range(60)])
+    reader = FrameReader(scratch_bytes=64 * 1024, direct_threshold=16 * 1024)
+    assert feed(reader, data, iter(lambda: rng.randint(1, 90_000), None)) == expected
+
+
+def test_a_large_frame_is_read_into_its_own_buffer_and_never_copied() -> None:
+    data, _ = frames([500_000])
+    reader = FrameReader(scratch_bytes=64 * 1024, direct_threshold=16 * 1024)
+    first = reader.get_buffer()
+    first[:4096] = data[:4096]
+    assert reader.buffer_updated(4096) == []
+    direct = reader.get_buffer()
+    assert len(direct) == len(data) - 4096  # exactly the rest of the frame
+    direct[:] = data[4096:]
+    [(meta, payload)] = reader.buffer_updated(len(direct))
+    assert payload.obj is direct.obj  # the payload is a view of the buffer the socket filled
+
+
+def test_oversized_frame_is_refused_before_allocating() -> None:
+    reader = FrameReader(max_frame_bytes=1024)
+    buf = reader.get_buffer()
+    buf[:8] = struct.pack(">II", 10**9, 0)
+    with pytest.raises(FrameTooLarge):
+        reader.buffer_updated(8)
+
+
+def test_metadata_longer_than_the_frame_is_refused() -> None:
+    reader = FrameReader()
+    buf = reader.get_buffer()
+    buf[:10] = struct.pack(">II", 6, 50) + b"xx"
+    with pytest.raises(FrameError):
+        reader.buffer_updated(10)
