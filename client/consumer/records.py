@@ -167,7 +167,7 @@ class PartitionRecords:
             self._error = corrupt(tp, base, "CRC mismatch (corrupted in transit or on disk)")
             return []
         codec = attrs & CODEC_MASK
-        section = data[pos + HEADER_SIZE:end]
+        section: bytes | memoryview = data[pos + HEADER_SIZE:end]
         enabled = gc.isenabled()
         gc.disable()  # unpacking and building allocate many objects; a GC pass costs ~2x
         try:
@@ -207,15 +207,18 @@ class PartitionRecords:
 
     def _deserialize(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         kd, vd = self._kd, self._vd
+        CR = ConsumerRecord
         try:
-            if kd is None:
-                return [r._replace(value=vd(r.value)) if r.value is not None else r
-                        for r in records]  # type: ignore[misc]
-            if vd is None:
-                return [r._replace(key=kd(r.key)) if r.key is not None else r for r in records]
-            return [r._replace(key=None if r.key is None else kd(r.key),
-                               value=None if r.value is None else vd(r.value))
-                    for r in records]
+            if kd is None and vd is not None:
+                return [_new(CR, (t, p, o, ts, tt, k, None if v is None else vd(v), h))
+                        for t, p, o, ts, tt, k, v, h in records]
+            if vd is None and kd is not None:
+                return [_new(CR, (t, p, o, ts, tt, None if k is None else kd(k), v, h))
+                        for t, p, o, ts, tt, k, v, h in records]
+            if kd is not None and vd is not None:
+                return [_new(CR, (t, p, o, ts, tt, None if k is None else kd(k),
+                                  None if v is None else vd(v), h))
+                        for t, p, o, ts, tt, k, v, h in records]
         except Exception:
             pass
         # Find the record that failed: deliver those before it, stop at it.

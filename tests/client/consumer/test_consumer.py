@@ -222,7 +222,7 @@ async def test_prefetch_runs_while_the_application_holds_records_and_stays_bound
         broker: BrokerServer) -> None:
     await fill(broker.bootstrap, 0)
     async with Producer(bootstrap_servers=broker.bootstrap, batch_size=4096) as producer:
-        for i in range(4000):
+        for _ in range(4000):
             await producer.send("t", b"x" * 200, partition=0)
     limit = 64 * 1024
     async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
