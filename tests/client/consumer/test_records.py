@@ -56,6 +56,20 @@ def test_log_append_time_batches_give_every_record_the_broker_time() -> None:
     assert {(r.timestamp, r.timestamp_type) for r in recs} == {(2, 1)}
 
 
+def test_a_record_timestamped_before_the_first_keeps_its_own_timestamp() -> None:
+    # What the producer builds for send(ts=100), send(ts=90), send(ts=100): the batch's
+    # first and max timestamps are equal, yet the middle record is older.
+    data = build_batch([[0, 0, None, b"a", ()], [1, -10, None, b"b", ()],
+                        [2, 0, None, b"c", ()]], 100, 100)
+    assert [r.timestamp for r in take_all(records_of(data))] == [100, 90, 100]
+
+
+def test_records_that_are_not_arrays_are_reported_as_corrupt() -> None:
+    data = build_batch([{"offset": 0}], 100, 100)  # type: ignore[list-item]
+    with pytest.raises(CorruptMessageError, match="t-3 batch at offset 0"):
+        take_all(records_of(data))
+
+
 @pytest.mark.parametrize("codec", [Compression.GZIP, Compression.LZ4, Compression.ZSTD])
 def test_compressed_batches_decode(codec: Compression) -> None:
     values = [b"v%d" % i * 20 for i in range(300)]
