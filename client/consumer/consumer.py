@@ -58,6 +58,7 @@ _GROUPS = ("consumer groups (subscribe/commit/committed) come in a later version
            "for now use assign([TopicPartition(topic, p)]) with seek()/seek_to_beginning()")
 
 Assignment = Iterable[TopicPartition]
+YIELD_INTERVAL = 0.001  # s: how often a poll served from the buffer lets the loop run
 
 
 class Consumer:
@@ -78,6 +79,7 @@ class Consumer:
         self._wakeup = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._records_consumed = 0
+        self._next_yield = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -358,6 +360,7 @@ class Consumer:
         fetcher = self._fetcher
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        yielded = False
         try:
             while True:
                 if self._closed:
@@ -368,6 +371,14 @@ class Consumer:
                 error = fetcher.pop_error(wanted)
                 if error is not None:
                     raise error
+                if not yielded and fetcher.in_flight and loop.time() >= self._next_yield:
+                    # A poll served from the buffer never suspends, so the loop would not
+                    # read the fetch that completed meanwhile nor send the next one until
+                    # the buffer ran dry: let it run (once per poll, per YIELD_INTERVAL).
+                    yielded = True
+                    self._next_yield = loop.time() + YIELD_INTERVAL
+                    await asyncio.sleep(0)
+                    continue
                 fetcher.data_ready.clear()
                 if self._subs.awaiting_reset():
                     await self._resolve_positions()  # retries within request.timeout.ms
