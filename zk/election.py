@@ -1,0 +1,109 @@
+"""Leader election on one ephemeral node, the way Kafka elects its controller.
+
+Whoever creates the ephemeral ``path`` is leader until the node goes (resign, session
+expiry, or the process dying: then the node vanishes after the session timeout). The others
+watch the node and race to create it when it is deleted. Leadership is lost exactly when the
+node is no longer ours; a SUSPENDED connection does not count as loss (the session may still
+be alive), but callers that must not act while unsure can check ``client.connected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .coordination import Coordination
+from .errors import NodeExistsError, NoNodeError
+from .events import SessionState, WatchedEvent
+
+
+class LeaderElection:
+    def __init__(self, client: Coordination, path: str, identifier: bytes = b"") -> None:
+        self.client = client
+        self.path = path
+        self.identifier = identifier
+        self.is_leader = False
+        self._changed = asyncio.Event()
+        self._lost = asyncio.Event()
+        client.add_listener(self._on_state)
+
+    def _on_state(self, state: SessionState) -> None:
+        if state in (SessionState.EXPIRED, SessionState.CLOSED):
+            self._mark_lost()
+        self._changed.set()
+
+    def _on_event(self, event: WatchedEvent) -> None:
+        self._changed.set()
+        if self.is_leader:
+            asyncio.get_running_loop().create_task(self._verify())
+
+    async def _verify(self) -> None:
+        with contextlib.suppress(Exception):
+            stat = await self.client.exists(self.path, watch=self._on_event)
+            if stat is None or stat.ephemeral_owner != self.client.session_id:
+                self._mark_lost()
+
+    def _mark_lost(self) -> None:
+        if self.is_leader:
+            self.is_leader = False
+            self._lost.set()
+
+    async def campaign(self) -> None:
+        """Return once this client is the leader (may wait for the current one to go)."""
+        while True:
+            self._changed.clear()
+            try:
+                await self.client.create(self.path, self.identifier, ephemeral=True,
+                                         makepath=True)
+                break
+            except NodeExistsError:
+                pass
+            stat = await self.client.exists(self.path, watch=self._on_event)
+            if stat is not None and stat.ephemeral_owner == self.client.session_id:
+                break  # ours from before a reconnect
+            if stat is not None:
+                await self._changed.wait()
+        self.is_leader = True
+        self._lost.clear()
+        await self._verify()
+
+    async def wait_lost(self) -> None:
+        """Return when leadership won by ``campaign`` is lost."""
+        await self._lost.wait()
+
+    async def resign(self) -> None:
+        """Give up leadership (deletes the node if it is still ours)."""
+        if self.is_leader:
+            self.is_leader = False
+            self._lost.set()
+            with contextlib.suppress(NoNodeError):
+                stat = await self.client.exists(self.path)
+                if stat is not None and stat.ephemeral_owner == self.client.session_id:
+                    await self.client.delete(self.path, version=stat.version)
+
+    async def leader(self) -> bytes | None:
+        """The current leader's identifier, or None when there is none."""
+        try:
+            data, _ = await self.client.get(self.path)
+        except NoNodeError:
+            return None
+        return data
+
+    async def run(self, func: Callable[[], Awaitable[Any]]) -> None:
+        """Forever: win, run ``func`` while leader (cancelled on loss), then campaign again."""
+        while True:
+            await self.campaign()
+            work = asyncio.ensure_future(func())
+            lost = asyncio.ensure_future(self.wait_lost())
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+            elif self.is_leader:
+                await self.resign()
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                raise work.exception()  # type: ignore[misc]
