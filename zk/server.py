@@ -339,7 +339,14 @@ class ZkServer:
             ops = _get(body, "ops", (list, tuple))
             if not ops:
                 raise BadArgumentsError("multi needs at least one op")
-            txn: Txn = MultiTxn(tuple(self._op(conn, o) for o in ops))
+            parsed = []
+            for index, item in enumerate(ops):
+                try:
+                    parsed.append(self._op(conn, item))
+                except ZkError as exc:
+                    exc.index = index  # type: ignore[attr-defined]
+                    raise
+            txn: Txn = MultiTxn(tuple(parsed))
         else:
             txn = self._op(conn, {**body, "op": api.name.lower()})
         result, events, zxid = self.db.apply(txn)

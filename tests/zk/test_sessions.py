@@ -1,0 +1,174 @@
+"""Sessions: ephemerals live exactly as long as the session, across reconnects, not past expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from klamm.zk import SessionExpiredError, SessionState, ZkClient
+from klamm.zk.server import ZkServer
+from tests.support.proxy import FaultProxy
+from tests.zk.conftest import ClientFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn_client(port: int, timeout_ms: int, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.zk.client_process",
+                             f"127.0.0.1:{port}", str(timeout_ms), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+async def read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
+    return line.strip()
+
+
+async def wait_until(predicate, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    """Poll an async predicate until true; returns the time it took."""
+    start = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+async def proxy(zk_server: ZkServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy("127.0.0.1", zk_server.port) as p:
+        yield p
+
+
+async def test_ephemeral_node_goes_after_the_timeout_when_its_process_is_killed(
+        zk_server: ZkServer, zk: ClientFactory) -> None:
+    observer = await zk()
+    proc = spawn_client(zk_server.port, 800, "ephemeral", "/brokers/ids/1", "b1")
+    try:
+        assert await read_line(proc) == "ready"
+        assert await observer.exists("/brokers/ids/1") is not None
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+        async def gone() -> bool:
+            return await observer.exists("/brokers/ids/1") is None
+
+        await wait_until(gone, 10)
+        elapsed = time.monotonic() - killed
+        assert 0.4 <= elapsed <= 3.0, elapsed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_ephemeral_node_survives_a_reconnect_inside_the_timeout(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    observer = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=1500)
+    states: list[SessionState] = []
+    client.add_listener(states.append)
+    session = client.session_id
+    await client.create("/eph", ephemeral=True)
+    proxy.cut()
+
+    async def reconnected() -> bool:
+        return SessionState.CONNECTED in states
+
+    await wait_until(reconnected, 5)
+    assert states == [SessionState.SUSPENDED, SessionState.CONNECTED]
+    assert client.session_id == session
+    assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
+    assert (await client.get("/eph"))[1].ephemeral_owner == session
+
+
+async def test_a_session_that_stays_away_past_its_timeout_expires(
+        zk_server: ZkServer, zk: ClientFactory, proxy: FaultProxy) -> None:
+    observer = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=500)
+    old_session = client.session_id
+    await client.create("/eph", ephemeral=True)
+    events = client.session_events()
+    first = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0)
+    proxy.refusing = True
+    proxy.cut()
+    assert await asyncio.wait_for(first, 5) is SessionState.SUSPENDED
+
+    async def gone() -> bool:
+        return await observer.exists("/eph") is None
+
+    await wait_until(gone, 5)
+    proxy.refusing = False
+    assert await asyncio.wait_for(events.__anext__(), 10) is SessionState.EXPIRED
+    assert await asyncio.wait_for(events.__anext__(), 10) is SessionState.CONNECTED
+    assert client.session_id != old_session
+    assert await client.create("/eph", ephemeral=True) == "/eph"
+    await events.aclose()
+
+
+async def test_close_removes_ephemerals_at_once(zk: ClientFactory) -> None:
+    observer = await zk()
+    client = await zk(session_timeout_ms=60000)
+    await client.create("/a/e", ephemeral=True, makepath=True)
+    await client.close()
+    assert await observer.exists("/a/e") is None
+
+
+async def test_re_attaching_to_an_expired_session_is_refused(
+        zk_server: ZkServer, zk: ClientFactory) -> None:
+    client = await zk()
+    session, password = client.session_id, client._password
+    await client.close()
+    other = ZkClient(f"127.0.0.1:{zk_server.port}")
+    other.session_id, other._password = session, password
+    with pytest.raises(SessionExpiredError):
+        await other._open_session(new=False)
+
+
+async def test_restart_keeps_live_sessions_and_expires_the_ones_that_do_not_return(
+        tmp_path: Path) -> None:
+    config = {"port": 0, "data.dir": str(tmp_path / "zk"), "min.session.timeout.ms": 100,
+              "session.check.interval.ms": 20}
+    server = ZkServer(config)
+    await server.start()
+    port = server.port
+    staying = ZkClient(f"127.0.0.1:{port}", session_timeout_ms=1500)
+    leaving = ZkClient(f"127.0.0.1:{port}", session_timeout_ms=600)
+    await staying.start()
+    await leaving.start()
+    await staying.create("/stay", ephemeral=True)
+    await leaving.create("/leave", ephemeral=True)
+    assert leaving._supervisor is not None
+    leaving._supervisor.cancel()  # the process "dies": no CLOSE, no reconnect
+    assert leaving._conn is not None
+    leaving._conn.close()
+    await server.stop()
+    server = ZkServer({**config, "port": port})
+    await server.start()
+    try:
+        assert server.db.tree.exists("/leave") is not None  # restored; owner gets a timeout
+
+        async def leave_gone() -> bool:
+            return server.db.tree.exists("/leave") is None
+
+        await wait_until(leave_gone, 5)
+
+        async def staying_back() -> bool:
+            return staying.connected
+
+        await wait_until(staying_back, 5)
+        assert (await staying.exists("/stay")).ephemeral_owner == staying.session_id  # type: ignore[union-attr]
+    finally:
+        await staying.close()
+        await server.stop()
