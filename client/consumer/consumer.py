@@ -333,6 +333,10 @@ class Consumer:
 
     async def getone(self, *partitions: TopicPartition) -> ConsumerRecord:
         """The next record, waiting as long as it takes."""
+        if not partitions:
+            record = self._next_buffered()
+            if record is not None:
+                return record
         for records in (await self._poll(partitions, 1, None)).values():
             return records[0]
         raise AssertionError("a poll without timeout returned nothing")  # pragma: no cover
@@ -342,12 +346,29 @@ class Consumer:
 
     async def __anext__(self) -> ConsumerRecord:
         """One record at a time; the iteration ends when the consumer is stopped."""
+        record = self._next_buffered()
+        if record is not None:
+            return record
         try:
             for records in (await self._poll((), 1, None)).values():
                 return records[0]
         except ConsumerStoppedError:
             raise StopAsyncIteration from None
         raise AssertionError("a poll without timeout returned nothing")  # pragma: no cover
+
+    def _next_buffered(self) -> ConsumerRecord | None:
+        """A decoded record when nothing else needs attention (no stop, wakeup, error, or
+        due event-loop turn); None sends the caller through ``_poll``."""
+        if self._closed or self._wakeup or not self._started:
+            return None
+        fetcher = self._fetcher
+        if fetcher.in_flight and self._loop is not None \
+                and self._loop.time() >= self._next_yield:
+            return None
+        record = fetcher.next_record()
+        if record is not None:
+            self._records_consumed += 1
+        return record
 
     async def _poll(self, partitions: tuple[TopicPartition, ...], limit: int,
                     timeout: float | None) -> dict[TopicPartition, list[ConsumerRecord]]:

@@ -42,7 +42,7 @@ from ..errors import ClientError
 from ..structs import ConsumerRecord, TopicPartition
 from .config import ConsumerConfig
 from .records import PartitionRecords, scan_batches
-from .subscription import SubscriptionState
+from .subscription import PartitionState, SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +287,7 @@ class Fetcher:
                     budget -= len(records)
                     st.position = records[-1].offset + 1
                 if part.exhausted:
-                    buffer.popleft()
-                    self.buffered_bytes -= part.nbytes
-                    if st.position < part.next_offset:
-                        st.position = part.next_offset  # past control batches / compacted gaps
+                    self._retire(part, st)
         finally:
             if self._gc_held and not self._gc_release_scheduled:
                 self._gc_release_scheduled = True
@@ -300,6 +297,31 @@ class Fetcher:
         if self.buffered_bytes < self.config.fetch_max_bytes and not self.closed:
             self.maybe_send()
         return out
+
+    def _retire(self, part: PartitionRecords, st: PartitionState) -> None:
+        """``part`` (the head of the buffer) was handed out entirely."""
+        self.buffer.popleft()
+        self.buffered_bytes -= part.nbytes
+        if st.position is not None and st.position < part.next_offset:
+            st.position = part.next_offset  # past control batches / compacted gaps
+
+    def next_record(self) -> ConsumerRecord | None:
+        """The next record if one is already decoded and deliverable (``async for``'s fast
+        path); None means "ask ``drain``", which handles every other case."""
+        buffer = self.buffer
+        if not buffer or self.errors:
+            return None
+        part = buffer[0]
+        st = self.subs.partitions.get(part.tp)
+        if st is None or st.epoch != part.epoch or st.paused or st.position is None:
+            return None
+        record = part.next_pending()
+        if record is None:
+            return None
+        st.position = record.offset + 1
+        if part.exhausted:
+            self._retire(part, st)
+        return record
 
     def _release_gc(self) -> None:
         self._gc_release_scheduled = False

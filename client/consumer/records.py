@@ -157,6 +157,15 @@ class PartitionRecords:
             self._pending = self._decode(pos, position)
             self._index = 0
 
+    def next_pending(self) -> ConsumerRecord | None:
+        """The next already-decoded record, or None (then ``take`` decodes the next batch)."""
+        i = self._index
+        pending = self._pending
+        if i >= len(pending):
+            return None
+        self._index = i + 1
+        return pending[i]
+
     def _decode(self, pos: int, position: int) -> list[ConsumerRecord]:
         data = self.data
         (base, length, _epoch, _magic, crc, attrs, last_delta, first_ts, max_ts, _pid, _pe,

@@ -345,3 +345,20 @@ async def test_the_garbage_collector_is_back_on_once_the_loop_runs(broker: Broke
         assert gc.isenabled()
         assert await consumer.getmany(timeout_ms=5000)
     assert gc.isenabled()  # stop() restores it too
+
+
+async def test_async_for_getone_and_getmany_interleave_without_gaps(broker: BrokerServer) -> None:
+    await fill(broker.bootstrap, 2000)
+    async with Consumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                        max_partition_fetch_bytes=2048, max_poll_records=7) as consumer:
+        consumer.assign([TP])
+        seen: list[int] = []
+        async for record in consumer:
+            seen.append(record.offset)
+            if len(seen) % 100 == 0:
+                seen.append((await consumer.getone()).offset)
+                seen += [r.offset for r in (await consumer.getmany(timeout_ms=5000))[TP]]
+                assert await consumer.position(TP) == seen[-1] + 1
+            if len(seen) >= 1990:
+                break
+        assert seen == list(range(len(seen)))
