@@ -2,10 +2,11 @@
 
 A fetch is sent to every broker that leads a fetchable partition as soon as the previous one
 to that broker completes, as long as fewer than ``fetch.max.bytes`` undelivered bytes are
-buffered; each request asks for at most the room left, so buffered plus in-flight data stays
-within ``fetch.max.bytes`` (plus at most one batch, which the broker sends whole so that a
-consumer always progresses). Raw response bytes are kept as zero-copy slices of the received
-frame and decoded only when the application asks for records (``records.PartitionRecords``).
+buffered or asked for; each request asks for at most its share of the room left, so buffered
+plus in-flight data stays within ``fetch.max.bytes`` (plus at most one batch per broker, which
+the broker sends whole so that a consumer always progresses). Raw response bytes are kept
+as zero-copy slices of the received frame and decoded only when the application asks for
+records (``records.PartitionRecords``).
 
 A partition's next fetch starts at its ``fetch_position`` (after what is buffered); its
 ``position`` moves only when ``drain`` hands records out, so a lost connection loses nothing
@@ -67,6 +68,7 @@ class Fetcher:
         self.buffer: collections.deque[PartitionRecords] = collections.deque()
         self.buffered_bytes = 0
         self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self.in_flight_bytes = 0  # max_bytes asked for by the fetches in flight
         self.data_ready = asyncio.Event()
         self.errors: dict[TopicPartition, Exception] = {}
         self.fetches_sent = 0
@@ -80,7 +82,7 @@ class Fetcher:
     # ------------------------------------------------------------------ sending
     def maybe_send(self) -> None:
         """Start a fetch to every broker that leads a fetchable partition and has none."""
-        room = self.config.fetch_max_bytes - self.buffered_bytes
+        room = self.config.fetch_max_bytes - self.buffered_bytes - self.in_flight_bytes
         if self.closed or room <= 0:
             return
         md = self.cluster.metadata
@@ -99,8 +101,12 @@ class Fetcher:
             st = parts[tp]
             assert st.fetch_position is not None  # fetchable() yields positioned partitions
             by_node.setdefault(leader, {})[tp] = (st.epoch, st.fetch_position)
+        if not by_node:
+            return
+        share = max(1, room // len(by_node))  # brokers split the room; their answers fit
         for node, requested in by_node.items():
-            self.in_flight[node] = asyncio.ensure_future(self._fetch(node, requested, room))
+            self.in_flight_bytes += share
+            self.in_flight[node] = asyncio.ensure_future(self._fetch(node, requested, share))
             self.fetches_sent += 1
 
     def _request_body(self, requested: Requested, room: int) -> dict[str, Any]:
@@ -131,6 +137,7 @@ class Fetcher:
                 self._backoff(node, str(exc))
         finally:
             self.in_flight.pop(node, None)
+            self.in_flight_bytes -= room
             if not self.closed:
                 self.maybe_send()  # prefetch: keep the pipeline busy while the app works
             self.data_ready.set()
