@@ -32,6 +32,7 @@ import collections
 import gc
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,8 @@ METADATA_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER,
                              ErrorCode.BROKER_SHUTTING_DOWN})
 
 Requested = dict[TopicPartition, tuple[int, int]]  # tp -> (epoch, fetch offset)
+DRAIN_SLICE = 0.002  # s of decoding per poll while a fetch waits to be read
+TAKE_CHUNK = 2048  # records decoded between two looks at the clock
 
 
 class Fetcher:
@@ -253,9 +256,13 @@ class Fetcher:
 
         A partition's error surfaces after its earlier records: raised here when nothing was
         collected yet, else kept in ``errors`` for the next poll (so no record is lost).
+        A large ``max_records`` is served in slices of DRAIN_SLICE seconds while a fetch is in
+        flight: the event loop must get to read that fetch and send the next one.
         """
         out: dict[TopicPartition, list[ConsumerRecord]] = {}
         budget = max_records
+        clock = time.monotonic
+        stop_at = clock() + DRAIN_SLICE
         buffer = self.buffer
         subs = self.subs.partitions
         skipped: list[PartitionRecords] = []
@@ -266,6 +273,8 @@ class Fetcher:
             self._gc_held = True
         try:
             while buffer and budget > 0:
+                if out and self.in_flight and clock() >= stop_at:
+                    break
                 part = buffer[0]
                 tp = part.tp
                 st = subs.get(tp)
@@ -277,7 +286,7 @@ class Fetcher:
                     skipped.append(buffer.popleft())
                     continue
                 try:
-                    records = part.take(budget, st.position)
+                    records = part.take(min(budget, TAKE_CHUNK), st.position)
                 except Exception as exc:
                     self._drop(tp)  # later data of tp must not be delivered past the error
                     st.fetch_position = st.position  # fetch again from here (or after a seek)
