@@ -11,6 +11,12 @@ Polling: ``getmany`` returns buffered records at once when there are any, else w
 application as soon as it is committed. The fetcher refills its buffer while the application
 works on the records it was handed (see ``fetcher``).
 
+Throughput: a poll served from the buffer never suspends, so while a fetch is in flight a
+poll lets the event loop run once per YIELD_INTERVAL (to read that fetch and send the next),
+and a large ``max_records`` is drained in slices (see ``Fetcher.drain``); decoding pauses the
+garbage collector until the loop next runs (see ``fetcher``). ``async for`` and ``getone``
+take already-decoded records without a full poll.
+
 Interrupting: ``stop()`` from another task makes a waiting poll raise ConsumerStoppedError
 (``async for`` simply ends); ``wakeup()`` from any thread makes the current or next poll raise
 ConsumerWakeup once, after which the consumer is still usable (Kafka's ``wakeup()``).
@@ -62,7 +68,18 @@ YIELD_INTERVAL = 0.001  # s: how often a poll served from the buffer lets the lo
 
 
 class Consumer:
-    """Reads records from assigned partitions; ``async with Consumer(...) as consumer:``."""
+    """Reads records from assigned partitions::
+
+        async with Consumer(bootstrap_servers="localhost:9092",
+                            auto_offset_reset="earliest") as consumer:
+            consumer.assign([TopicPartition("events", 0)])
+            async for record in consumer:
+                print(record.offset, record.value)
+
+    Only records below the high watermark (committed) are returned; positions advance only
+    as records are handed out, so reconnecting after a lost connection neither loses nor
+    repeats records.
+    """
 
     def __init__(self, *topics: str, config: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
