@@ -220,6 +220,7 @@ class ZkClient:
             if self.state is not SessionState.EXPIRED:
                 self._set_state(SessionState.SUSPENDED)
             new = self.state is SessionState.EXPIRED
+            backoff = 0.02
             while not self._closing:
                 try:
                     await self._open_session(new=new)
@@ -228,7 +229,10 @@ class ZkClient:
                     self._expire()
                     new = True
                 except (OSError, ZkError, asyncio.TimeoutError):
-                    await asyncio.sleep(0.05)
+                    # retry fast at first (re-attaching must beat the session timeout),
+                    # then back off so a long outage is not a busy loop
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.negotiated_timeout_ms / 6000, 1.0)
 
     async def _keepalive(self, conn: _Conn) -> None:
         interval = self.negotiated_timeout_ms / 3000

@@ -11,7 +11,9 @@ Not thread-safe: used from one event loop; only the committer's executor job tou
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +47,23 @@ class ZkDatabase:
         self._since_snapshot = 0
         self._snapshotting: asyncio.Task[None] | None = None
         self._closing = False
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._lock_fd: int | None = None
 
     def load(self) -> None:
-        """Restore the tree from the newest intact snapshot plus the valid log after it."""
+        """Restore the tree from the newest intact snapshot plus the valid log after it.
+
+        Takes an exclusive lock on the directory first: two servers appending to one log
+        would corrupt it."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise RuntimeError(f"data directory {self.directory} is in use by another "
+                               "coordination server") from None
         image = snapshots.load_latest(self.directory)
         self.tree = DataTree.load(image) if image else DataTree()
         for rec in self.txnlog.recover(self.tree.last_zxid):
@@ -99,13 +114,35 @@ class ZkDatabase:
             except BaseException as exc:  # disk failure: nothing more may be acknowledged
                 log.critical("transaction log write failed: %s", exc)
                 self.failed = exc
+                for _, fut in self._durable_waiters:
+                    if not fut.done():
+                        fut.set_exception(RuntimeError("the transaction log failed"))
                 self.on_failure(exc)
                 return
             self.commits += 1
             self.durable_zxid = last
             self.on_durable(last)
+            if self._durable_waiters:
+                still = []
+                for zxid, fut in self._durable_waiters:
+                    if zxid <= last:
+                        if not fut.done():
+                            fut.set_result(None)
+                    else:
+                        still.append((zxid, fut))
+                self._durable_waiters = still
             if self._pending or self._closing:
                 self._wakeup.set()
+
+    async def wait_durable(self, zxid: int) -> None:
+        """Return once every transaction up to ``zxid`` is fsynced."""
+        if self.durable_zxid >= zxid:
+            return
+        if self.failed is not None:
+            raise RuntimeError("the transaction log failed") from self.failed
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((zxid, fut))
+        await fut
 
     def _write_and_sync(self, data: bytes, first_zxid: int) -> None:
         self.txnlog.write(data, first_zxid)
@@ -121,11 +158,10 @@ class ZkDatabase:
         async def write() -> None:
             try:
                 # the snapshot may only be trusted once the log it replaces is durable
-                while self.durable_zxid < zxid and self.failed is None:
-                    await asyncio.sleep(0.001)
+                await self.wait_durable(zxid)
                 await asyncio.get_running_loop().run_in_executor(
                     None, self._write_snapshot, zxid, data)
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 log.error("snapshot at zxid %d failed: %s", zxid, exc)
             finally:
                 self._snapshotting = None
@@ -153,3 +189,6 @@ class ZkDatabase:
         if self._snapshotting is not None:
             await self._snapshotting
         self.txnlog.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

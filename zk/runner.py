@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 import uvloop
 
@@ -14,7 +15,11 @@ from .server import ZkServer
 
 async def serve(config: ZkConfig) -> None:
     server = ZkServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except (RuntimeError, OSError) as exc:  # data dir in use or unreadable, port taken
+        print(f"error: cannot start the coordination service: {exc}", file=sys.stderr)
+        sys.exit(1)
     print(f"klamm zk listening on {config.host}:{server.port} (data in {config.data_dir})",
           flush=True)
     loop = asyncio.get_running_loop()

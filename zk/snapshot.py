@@ -36,7 +36,7 @@ def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
 
 
 def encode_snapshot(image: dict[str, Any]) -> bytes:
-    body = msgpack.packb(image, use_bin_type=True)
+    body: bytes = msgpack.packb(image, use_bin_type=True)
     return MAGIC + CRC.pack(crc32c.crc32c(body)) + body
 
 

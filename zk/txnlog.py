@@ -36,7 +36,7 @@ class LogRecord:
 
 
 def encode_record(zxid: int, time_ms: int, txn: Txn) -> bytes:
-    body = msgpack.packb([zxid, time_ms, encode_txn(txn)], use_bin_type=True)
+    body: bytes = msgpack.packb([zxid, time_ms, encode_txn(txn)], use_bin_type=True)
     return HEADER.pack(len(body), crc32c.crc32c(body)) + body
 
 

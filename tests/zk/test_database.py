@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from klamm.zk import snapshot as snapshots
 from klamm.zk.database import ZkDatabase
 from klamm.zk.txn import CreateSessionTxn, CreateTxn, SetTxn
@@ -19,10 +21,7 @@ async def open_db(path: Path, **kw: int) -> ZkDatabase:
 
 
 async def wait_durable(db: ZkDatabase, zxid: int) -> None:
-    done = asyncio.Event()
-    db.on_durable = lambda z: done.set() if z >= zxid else None
-    if db.durable_zxid < zxid:
-        await asyncio.wait_for(done.wait(), 10)
+    await asyncio.wait_for(db.wait_durable(zxid), 10)
 
 
 async def test_restart_restores_every_durable_transaction(tmp_path: Path) -> None:
@@ -130,4 +129,13 @@ async def test_corrupt_newest_snapshot_falls_back_to_the_older_one(tmp_path: Pat
     snaps[-1][1].write_bytes(b"KZS1garbage")
     again = await open_db(tmp_path)
     assert again.tree.last_zxid == 35
+    await again.close()
+
+
+async def test_a_second_server_cannot_open_a_directory_in_use(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    with pytest.raises(RuntimeError, match="in use"):
+        ZkDatabase(tmp_path).load()
+    await db.close()
+    again = await open_db(tmp_path)
     await again.close()
