@@ -82,8 +82,11 @@ class _Conn(asyncio.Protocol):
                 log.warning("bad response from coordination server: %s", exc)
                 self.close()
                 return
+            body = resp.body
+            if isinstance(body, dict) and body.get("zxid", 0) > self.client.last_zxid:
+                self.client.last_zxid = body["zxid"]
             if resp.correlation_id == EVENT_CORRELATION_ID:
-                self.client._on_push(resp.body)
+                self.client._on_push(body)
                 continue
             fut = self.pending.pop(resp.correlation_id, None)
             if fut is not None and not fut.done():
@@ -118,6 +121,7 @@ class ZkClient:
         self.client_id = client_id
         self.connect_timeout = (connect_timeout_ms or max(1000, session_timeout_ms)) / 1000
         self.session_id = 0
+        self.last_zxid = 0  # highest zxid seen in a reply or event: re-attach resumes there
         self.negotiated_timeout_ms = session_timeout_ms
         self._password = b""
         self.state = SessionState.CLOSED
@@ -125,7 +129,8 @@ class ZkClient:
         self._next_corr = 0
         self._host_index = 0
         self._connected = asyncio.Event()
-        self._data_watches: dict[str, list[WatchFn]] = {}
+        self._data_watches: dict[str, list[WatchFn]] = {}  # node existed when registered
+        self._exist_watches: dict[str, list[WatchFn]] = {}  # node was missing
         self._child_watches: dict[str, list[WatchFn]] = {}
         self._listeners: list[Listener] = []
         self._subscribers: list[asyncio.Queue[SessionState]] = []
@@ -193,9 +198,15 @@ class ZkClient:
         _, conn = await asyncio.wait_for(
             loop.create_connection(lambda: _Conn(self), host, port), self.connect_timeout)
         try:
-            body = {"session_id": 0 if new else self.session_id,
-                    "timeout_ms": self.session_timeout_ms,
-                    "password": b"" if new else self._password}
+            body: dict[str, Any] = {"session_id": 0 if new else self.session_id,
+                                    "timeout_ms": self.session_timeout_ms,
+                                    "password": b"" if new else self._password}
+            if not new:
+                body["last_zxid"] = self.last_zxid
+                body["watches"] = {
+                    "data": [self._root(p) for p in self._data_watches],
+                    "exist": [self._root(p) for p in self._exist_watches],
+                    "child": [self._root(p) for p in self._child_watches]}
             reply = await asyncio.wait_for(self._call(conn, ZkApi.CONNECT, body),
                                            self.connect_timeout)
         except BaseException:
@@ -262,6 +273,7 @@ class ZkClient:
     def _expire(self) -> None:
         log.warning("coordination session %#x expired", self.session_id)
         self._data_watches.clear()
+        self._exist_watches.clear()
         self._child_watches.clear()
         self._set_state(SessionState.EXPIRED)
 
@@ -315,6 +327,8 @@ class ZkClient:
             callbacks: list[WatchFn] = []
             if etype in (EventType.CREATED, EventType.CHANGED, EventType.DELETED):
                 callbacks += self._data_watches.pop(path, [])
+                callbacks += [cb for cb in self._exist_watches.pop(path, [])
+                              if cb not in callbacks]
             if etype in (EventType.CHILD, EventType.DELETED):
                 callbacks += self._child_watches.pop(path, [])
             event = WatchedEvent(etype, path)
@@ -416,7 +430,13 @@ class ZkClient:
 
     async def exists(self, path: str, watch: WatchFn | None = None) -> Stat | None:
         reply = await self._read(ZkApi.EXISTS, path, watch, self._data_watches)
-        return Stat.from_wire(reply["stat"]) if reply["stat"] is not None else None
+        if reply["stat"] is None:
+            if watch is not None and watch in self._data_watches.get(path, []):
+                # a watch on a missing node: on re-attach it means "tell me when created"
+                self._drop_watch(self._data_watches, path, watch)
+                self._add_watch(self._exist_watches, path, watch)
+            return None
+        return Stat.from_wire(reply["stat"])
 
     async def get_children(self, path: str, watch: WatchFn | None = None) -> list[str]:
         reply = await self._read(ZkApi.GET_CHILDREN, path, watch, self._child_watches)

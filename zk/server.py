@@ -136,7 +136,6 @@ class ZkServer:
         self.connections: set[ZkConnection] = set()
         self.waiting: set[ZkConnection] = set()
         self.attached: dict[int, ZkConnection] = {}
-        self.parked: dict[int, list[tuple[int, bytes]]] = {}  # events for detached sessions
         self.expired_sessions = 0
         self._server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
@@ -204,7 +203,6 @@ class ZkServer:
         """Close the session in the tree (ephemerals go, watches fire); returns the zxid."""
         self.tracker.mark_closing(session_id)
         self.watches.remove_session(session_id)
-        self.parked.pop(session_id, None)
         zxid = self.db.tree.last_zxid
         if session_id in self.db.tree.sessions:
             _, events, zxid = self.db.apply(CloseSessionTxn(session_id))
@@ -219,19 +217,54 @@ class ZkServer:
         return zxid
 
     def detach(self, conn: ZkConnection) -> None:
+        """The session outlives its connection; its watches do not: the client re-sends
+        them with the last zxid it saw when it re-attaches (see ``_rewatch``)."""
         if conn.session_id and self.attached.get(conn.session_id) is conn:
             del self.attached[conn.session_id]
-            self.parked.setdefault(conn.session_id, [])
+            self.watches.remove_session(conn.session_id)
 
     def _fire(self, events: list[WatchEvent], zxid: int) -> None:
         for session_id, event in self.watches.trigger(events):
-            frame = encode_response(EVENT_CORRELATION_ID, {"event": "watch", "type": event.type,
-                                                           "path": event.path})
             conn = self.attached.get(session_id)
             if conn is not None:
-                conn.send(zxid, frame)
+                conn.send(zxid, self._event_frame(event, zxid))
+
+    @staticmethod
+    def _event_frame(event: WatchEvent, zxid: int) -> bytes:
+        return encode_response(EVENT_CORRELATION_ID, {"event": "watch", "type": event.type,
+                                                      "path": event.path, "zxid": zxid})
+
+    def _rewatch(self, session_id: int, last_zxid: int, watches: Any) -> list[WatchEvent]:
+        """Re-register a re-attaching client's watches; changes it missed after
+        ``last_zxid`` (the last zxid it saw) fire at once instead (ZooKeeper's SetWatches)."""
+        if watches is None:
+            return []
+        if not isinstance(watches, Mapping):
+            raise InvalidRequestError("watches must be a map of data/exist/child path lists")
+        nodes = self.db.tree.nodes
+        fired: list[WatchEvent] = []
+        for path in _get(watches, "data", (list, tuple), ()):
+            node = nodes.get(path)
+            if node is None:
+                fired.append(WatchEvent("deleted", path))
+            elif node.mzxid > last_zxid:
+                fired.append(WatchEvent("changed", path))
             else:
-                self.parked.setdefault(session_id, []).append((zxid, frame))
+                self.watches.add(DATA, path, session_id)
+        for path in _get(watches, "exist", (list, tuple), ()):
+            if path in nodes:
+                fired.append(WatchEvent("created", path))
+            else:
+                self.watches.add(DATA, path, session_id)
+        for path in _get(watches, "child", (list, tuple), ()):
+            node = nodes.get(path)
+            if node is None:
+                fired.append(WatchEvent("deleted", path))
+            elif node.pzxid > last_zxid:
+                fired.append(WatchEvent("child", path))
+            else:
+                self.watches.add(CHILD, path, session_id)
+        return fired
 
     # -- requests ------------------------------------------------------------------------
 
@@ -249,16 +282,18 @@ class ZkServer:
             except ValueError:
                 raise UnknownOpError(f"unknown operation {header.api_key}") from None
             if api is ZkApi.CONNECT:
-                reply, depends = self._connect(conn, body)
+                reply, depends, missed = self._connect(conn, body)
             else:
                 self._require_session(conn)
                 reply, depends = self._dispatch(conn, api, body)
             reply["error"] = 0
+            if api is not ZkApi.PING:
+                reply["zxid"] = depends
         except ZkError as exc:
-            reply = {"error": int(exc.code), "message": exc.message}
+            depends = max(depends, self.db.tree.last_zxid)
+            reply = {"error": int(exc.code), "message": exc.message, "zxid": depends}
             if hasattr(exc, "index"):
                 reply["index"] = exc.index
-            depends = max(depends, self.db.tree.last_zxid)
         except Exception as exc:  # a bug must not take the other sessions down
             log.exception("request %s failed", header.api_key)
             reply = {"error": int(ZkErrorCode.SYSTEM_ERROR), "message": f"server error: {exc}"}
@@ -266,8 +301,8 @@ class ZkServer:
         if header.api_key == ZkApi.CLOSE and reply["error"] == 0:
             conn.close_when_flushed()
         elif header.api_key == ZkApi.CONNECT and reply["error"] == 0:
-            for zxid, frame in self.parked.pop(conn.session_id, []):
-                conn.send(zxid, frame)
+            for event in missed:
+                conn.send(depends, self._event_frame(event, depends))
 
     def _require_session(self, conn: ZkConnection) -> None:
         if not conn.session_id:
@@ -276,12 +311,13 @@ class ZkServer:
             raise SessionExpiredError(f"session {conn.session_id:#x} has expired")
 
     def _connect(self, conn: ZkConnection, body: Mapping[str, Any]
-                 ) -> tuple[dict[str, Any], int]:
+                 ) -> tuple[dict[str, Any], int, list[WatchEvent]]:
         session_id = _get(body, "session_id", int, 0)
         requested = _get(body, "timeout_ms", int, 10000)
         password = _get(body, "password", bytes, b"")
         if conn.session_id:
             raise InvalidRequestError("this connection already has a session")
+        missed: list[WatchEvent] = []
         if session_id == 0:
             timeout = self.tracker.negotiate(requested)
             password = secrets.token_bytes(16)
@@ -301,10 +337,13 @@ class ZkServer:
                 old.close_when_flushed()
             self.tracker.touch(session_id, time.monotonic())
             zxid = self.db.tree.last_zxid
+            self.watches.remove_session(session_id)
+            missed = self._rewatch(session_id, _get(body, "last_zxid", int, 0),
+                                   body.get("watches"))
         conn.session_id = session_id
         self.attached[session_id] = conn
-        self.parked.setdefault(session_id, [])
-        return {"session_id": session_id, "timeout_ms": timeout, "password": password}, zxid
+        return ({"session_id": session_id, "timeout_ms": timeout, "password": password}, zxid,
+                missed)
 
     def _new_session_id(self) -> int:
         while True:

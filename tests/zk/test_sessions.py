@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from klamm.zk import SessionExpiredError, SessionState, ZkClient
+from klamm.zk import (ConnectionLossError, EventType, SessionExpiredError, SessionState,
+                      WatchedEvent, ZkClient)
 from klamm.zk.server import ZkServer
 from tests.support.proxy import FaultProxy
 from tests.zk.conftest import ClientFactory
@@ -172,3 +173,73 @@ async def test_restart_keeps_live_sessions_and_expires_the_ones_that_do_not_retu
     finally:
         await staying.close()
         await server.stop()
+
+
+async def test_watch_event_raised_while_disconnected_arrives_after_reattach(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    other = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=1500)
+    await other.create("/x", b"0")
+    events: list[WatchedEvent] = []
+    await client.get("/x", watch=events.append)
+    proxy.refusing = True
+    proxy.cut()
+    await other.set("/x", b"1")
+    proxy.refusing = False
+    data, _ = await client.get("/x")  # waits for the re-attach
+    assert data == b"1" and events == [WatchedEvent(EventType.CHANGED, "/x")]
+
+
+async def test_requests_made_while_suspended_wait_for_the_reconnect(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    client = await zk(hosts=proxy.address, session_timeout_ms=1500)
+    proxy.refusing = True
+    proxy.cut()
+
+    async def suspended() -> bool:
+        return client.state is SessionState.SUSPENDED
+
+    await wait_until(suspended, 5)
+    pending = asyncio.ensure_future(client.create("/made-while-away"))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    proxy.refusing = False
+    assert await asyncio.wait_for(pending, 5) == "/made-while-away"
+
+
+async def test_a_request_in_flight_when_the_connection_drops_fails_with_connection_loss(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    client = await zk(hosts=proxy.address, session_timeout_ms=1500)
+    proxy.stall("down")
+    in_flight = asyncio.ensure_future(client.create("/maybe"))
+    await asyncio.sleep(0.05)
+    proxy.cut()
+    proxy.resume()
+    with pytest.raises(ConnectionLossError):
+        await asyncio.wait_for(in_flight, 5)
+    assert await client.exists("/maybe") is not None  # the outcome was unknown, not lost
+
+
+async def test_exists_and_child_watches_catch_up_after_reattach(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    other = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=1500)
+    await other.create("/p")
+    created: list[WatchedEvent] = []
+    children: list[WatchedEvent] = []
+    untouched: list[WatchedEvent] = []
+    assert await client.exists("/p/new", watch=created.append) is None
+    assert await client.get_children("/p", watch=children.append) == []
+    await other.create("/q")
+    await client.get("/q", watch=untouched.append)
+    proxy.refusing = True
+    proxy.cut()
+    await other.create("/p/new")
+    proxy.refusing = False
+    await client.exists("/p")  # waits for the re-attach; missed events come before its reply
+    assert created == [WatchedEvent(EventType.CREATED, "/p/new")]
+    assert children == [WatchedEvent(EventType.CHILD, "/p")]
+    assert untouched == []
+    await other.set("/q", b"now")  # the unchanged watch was re-registered and still works
+    await client.exists("/q")
+    assert untouched == [WatchedEvent(EventType.CHANGED, "/q")]
