@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from klamm.protocol.frame import (FrameDecoder, FrameError, RequestHeader, encode_request,
@@ -286,7 +286,7 @@ class ZkClient:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
-    async def session_events(self) -> AsyncIterator[SessionState]:
+    async def session_events(self) -> AsyncGenerator[SessionState, None]:
         """Every state change from now on, in order, until the client is closed."""
         queue: asyncio.Queue[SessionState] = asyncio.Queue()
         self._subscribers.append(queue)

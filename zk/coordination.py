@@ -17,7 +17,7 @@ Errors are the ``klamm.zk.errors`` classes (NoNodeError, BadVersionError, ...).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .events import SessionState, WatchedEvent
@@ -38,7 +38,7 @@ class Coordination(Protocol):
 
     def add_listener(self, listener: Callable[[SessionState], Any]) -> None: ...
 
-    def session_events(self) -> AsyncIterator[SessionState]: ...
+    def session_events(self) -> AsyncGenerator[SessionState, None]: ...
 
     async def create(self, path: str, data: bytes = b"", ephemeral: bool = False,
                      sequential: bool = False, makepath: bool = False) -> str: ...

@@ -9,6 +9,7 @@ are ordered and made durable lives elsewhere, so a replicated log can sit under 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -19,6 +20,7 @@ from .txn import (CheckTxn, CloseSessionTxn, CreateSessionTxn, CreateTxn, Delete
                   Op, SetTxn, Txn)
 
 MAX_PATH_LENGTH = 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class Stat(NamedTuple):
@@ -82,11 +84,11 @@ def validate_path(path: Any) -> str:
         return path
     if path.endswith("/"):
         raise BadArgumentsError(f"path must not end with '/': {path!r}")
+    if _CONTROL.search(path):
+        raise BadArgumentsError(f"path has a control character: {path!r}")
     for part in path[1:].split("/"):
         if part in ("", ".", ".."):
             raise BadArgumentsError(f"path has an empty, '.' or '..' component: {path!r}")
-        if any(c == "\0" or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in part):
-            raise BadArgumentsError(f"path has a control character: {path!r}")
     return path
 
 

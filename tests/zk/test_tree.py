@@ -8,7 +8,7 @@ from klamm.zk.errors import (BadArgumentsError, BadVersionError, NoChildrenForEp
                              NodeExistsError, NoNodeError, NotEmptyError, SessionExpiredError)
 from klamm.zk.tree import DataTree, WatchEvent, validate_path
 from klamm.zk.txn import (CheckTxn, CloseSessionTxn, CreateSessionTxn, CreateTxn, DeleteTxn,
-                          MultiTxn, SetTxn, decode_txn, encode_txn)
+                          MultiTxn, SetTxn, Txn, decode_txn, encode_txn)
 
 
 class Applier:
@@ -137,7 +137,7 @@ def test_dump_and_load_reproduce_the_tree(apply: Applier) -> None:
 
 
 def test_transactions_survive_encoding() -> None:
-    txns = [CreateTxn("/a", b"d", 4, True, True), DeleteTxn("/a", 3, True), SetTxn("/a", b"", 1),
+    txns: list[Txn] = [CreateTxn("/a", b"d", 4, True, True), DeleteTxn("/a", 3, True), SetTxn("/a", b"", 1),
             MultiTxn((CheckTxn("/a", 2), CreateTxn("/b"))), CreateSessionTxn(1, 2, b"x"),
             CloseSessionTxn(9)]
     assert [decode_txn(encode_txn(t)) for t in txns] == txns
