@@ -106,6 +106,7 @@ class ZkDatabase:
                 if self._closing:
                     return
                 continue
+            await asyncio.sleep(0)  # one loop pass: requests already readable join this batch
             batch, first = b"".join(self._pending), self._pending_first
             last = first + len(self._pending) - 1
             self._pending = []
