@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from klamm.protocol.config import KlammConfig
 
 
 class ZkConfig(KlammConfig):
+    """Session timeouts a client asks for are clamped to [min, max]; every write is fsynced
+    before it is acknowledged (there is no switch to turn that off)."""
+
     host: str = "127.0.0.1"
     port: int = Field(2181, ge=0, le=65535)
     data_dir: str = "./klamm-zk-data"
@@ -18,3 +23,9 @@ class ZkConfig(KlammConfig):
     snapshot_interval_txns: int = Field(10000, ge=1)
     log_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     session_check_interval_ms: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _timeouts_ordered(self) -> Self:
+        if self.min_session_timeout_ms > self.max_session_timeout_ms:
+            raise ValueError("min.session.timeout.ms must not exceed max.session.timeout.ms")
+        return self

@@ -57,8 +57,8 @@ class ZkConnection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+        if self.closed or self.server.stopping:
+            return  # stopping: nothing new is applied, what was applied is still flushed
         try:
             frames = self.decoder.feed(data)
             for meta, payload in frames:
@@ -137,6 +137,7 @@ class ZkServer:
         self.waiting: set[ZkConnection] = set()
         self.attached: dict[int, ZkConnection] = {}
         self.expired_sessions = 0
+        self.stopping = False
         self._server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
@@ -168,6 +169,7 @@ class ZkServer:
     async def stop(self) -> None:
         if self._server is None:
             return
+        self.stopping = True
         self._server.close()
         if self._expiry_task is not None:
             self._expiry_task.cancel()
