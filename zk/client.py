@@ -8,7 +8,8 @@ create/get/set/delete/exists/get_children/multi; watches as callbacks (sync or a
 Connection loss: in-flight requests fail with ConnectionLossError (their outcome is
 unknown), state goes SUSPENDED and the client re-attaches to the same session on any host;
 requests issued meanwhile wait for that (up to the session timeout). If the server says the
-session expired, state goes EXPIRED (ephemerals and watches are gone) and a new session is
+session expired, or the client has heard nothing from any server for a whole session timeout,
+state goes EXPIRED (ephemerals and watches are gone, or about to be) and a new session is
 opened (CONNECTED again). Watch callbacks run in the order events arrive, before any later
 response is handed to its caller.
 """
@@ -233,6 +234,12 @@ class ZkClient:
             new = self.state is SessionState.EXPIRED
             backoff = 0.02
             while not self._closing:
+                if not new and (time.monotonic() - conn.last_heard
+                                > self.negotiated_timeout_ms / 1000):
+                    # out of touch for a whole timeout: the server has (or soon will have)
+                    # expired us; say so now rather than let a leader act on stale belief
+                    self._expire()
+                    new = True
                 try:
                     await self._open_session(new=new)
                     break

@@ -1,0 +1,79 @@
+"""The election recipe against an in-process server: expiry loses leadership, run() re-runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from klamm.zk import Coordination, LeaderElection, SessionState, ZkClient
+from klamm.zk.server import ZkServer
+from tests.support.proxy import FaultProxy
+from tests.zk.conftest import ClientFactory
+
+
+@pytest.fixture
+async def proxy(zk_server: ZkServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy("127.0.0.1", zk_server.port) as p:
+        yield p
+
+
+async def test_zk_client_satisfies_the_coordination_interface(zk: ClientFactory) -> None:
+    client: Coordination = await zk()
+    assert isinstance(client, Coordination) and isinstance(client, ZkClient)
+
+
+async def test_session_expiry_loses_leadership_and_the_other_candidate_takes_over(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    a = await zk(hosts=proxy.address, session_timeout_ms=500)
+    b = await zk(session_timeout_ms=500)
+    ea, eb = LeaderElection(a, "/controller", b"a"), LeaderElection(b, "/controller", b"b")
+    await ea.campaign()
+    b_wins = asyncio.ensure_future(eb.campaign())
+    lost = asyncio.ensure_future(ea.wait_lost())
+    proxy.refusing = True
+    proxy.cut()
+    await asyncio.wait_for(lost, 5)  # out of touch for a whole timeout: a stops leading
+    assert not ea.is_leader and a.state is SessionState.EXPIRED
+    await asyncio.wait_for(b_wins, 5)
+    assert await eb.leader() == b"b"
+    proxy.refusing = False
+
+    async def back() -> None:
+        while not a.connected:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(back(), 5)  # with a new session
+    assert await eb.leader() == b"b"
+
+
+async def test_run_cancels_the_leader_work_on_loss_and_campaigns_again(
+        zk: ClientFactory) -> None:
+    a, admin = await zk(), await zk()
+    election = LeaderElection(a, "/ctl", b"a")
+    terms: list[asyncio.Event] = []
+    cancelled = asyncio.Event()
+
+    async def lead() -> None:
+        terms.append(asyncio.Event())
+        terms[-1].set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    runner = asyncio.ensure_future(election.run(lead))
+    try:
+        async def term(n: int) -> None:
+            while len(terms) < n:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(term(1), 5)
+        await admin.delete("/ctl")  # leadership is taken away from under the leader
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await asyncio.wait_for(term(2), 5)
+        assert election.is_leader and await election.leader() == b"a"
+    finally:
+        runner.cancel()
