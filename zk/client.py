@@ -265,8 +265,7 @@ class ZkClient:
                 conn.close()
                 await conn.lost
                 return
-            with contextlib.suppress(ConnectionLossError):
-                self._spawn(self._call(conn, ZkApi.PING, {}))
+            self._spawn(self._call(conn, ZkApi.PING, {}))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
