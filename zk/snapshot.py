@@ -71,7 +71,7 @@ def write_snapshot(directory: Path, zxid: int, data: bytes, keep: int = 2) -> Pa
 
 def load_latest(directory: Path) -> dict[str, Any] | None:
     """The newest intact snapshot's image, or None when there is none."""
-    for zxid, path in reversed(snapshot_files(directory)):
+    for _, path in reversed(snapshot_files(directory)):
         try:
             return decode_snapshot(path.read_bytes())
         except (ValueError, OSError, msgpack.UnpackException) as exc:

@@ -172,7 +172,7 @@ class TxnLog:
     def purge(self, snapshot_zxid: int) -> None:
         """Delete files whose every record is covered by the snapshot at ``snapshot_zxid``."""
         files = log_files(self.directory)
-        for (first, path), (next_first, _) in zip(files, files[1:]):
+        for (_, path), (next_first, _) in zip(files, files[1:], strict=False):
             if next_first <= snapshot_zxid + 1 and path != self._path:
                 path.unlink(missing_ok=True)
 

@@ -112,7 +112,8 @@ async def test_election_hands_over_within_the_session_timeout_when_the_leader_di
         server.kill()
 
 
-async def test_election_recipe_hands_over_on_resign_and_notices_a_removed_node(tmp_path: Path) -> None:
+async def test_election_recipe_hands_over_on_resign_and_notices_a_removed_node(
+        tmp_path: Path) -> None:
     server = ZkProcess(str(tmp_path / "zk")).start()
     try:
         a = ZkClient(server.hosts, session_timeout_ms=800)

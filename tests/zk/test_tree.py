@@ -137,7 +137,8 @@ def test_dump_and_load_reproduce_the_tree(apply: Applier) -> None:
 
 
 def test_transactions_survive_encoding() -> None:
-    txns: list[Txn] = [CreateTxn("/a", b"d", 4, True, True), DeleteTxn("/a", 3, True), SetTxn("/a", b"", 1),
-            MultiTxn((CheckTxn("/a", 2), CreateTxn("/b"))), CreateSessionTxn(1, 2, b"x"),
-            CloseSessionTxn(9)]
+    txns: list[Txn] = [
+        CreateTxn("/a", b"d", 4, True, True), DeleteTxn("/a", 3, True), SetTxn("/a", b"", 1),
+        MultiTxn((CheckTxn("/a", 2), CreateTxn("/b"))), CreateSessionTxn(1, 2, b"x"),
+        CloseSessionTxn(9)]
     assert [decode_txn(encode_txn(t)) for t in txns] == txns
