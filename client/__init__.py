@@ -2,13 +2,17 @@
 
 from . import errors
 from .admin import Admin, AdminConfig, ConfigEntry, TopicDescription
-from .consumer import Consumer, ConsumerConfig, ConsumerStoppedError, ConsumerWakeup
+from .consumer import (Consumer, ConsumerConfig, ConsumerStoppedError, ConsumerWakeup,
+                       GroupsNotAvailableError, NoOffsetForPartitionError,
+                       RecordDeserializationError)
 from .producer import Producer, ProducerConfig, RecordFuture
 from .serializers import SerializationError
-from .structs import ConsumerRecord, NewTopic, OffsetAndMetadata, RecordMetadata, TopicPartition
+from .structs import (ConsumerRecord, NewTopic, OffsetAndMetadata, OffsetAndTimestamp,
+                      RecordMetadata, TopicPartition)
 
 
 __all__ = ["Admin", "AdminConfig", "ConfigEntry", "Consumer", "ConsumerConfig", "ConsumerRecord",
-           "ConsumerStoppedError", "ConsumerWakeup", "NewTopic", "OffsetAndMetadata", "Producer",
-           "ProducerConfig", "RecordFuture", "RecordMetadata", "SerializationError",
-           "TopicDescription", "TopicPartition", "errors"]
+           "ConsumerStoppedError", "ConsumerWakeup", "GroupsNotAvailableError", "NewTopic",
+           "NoOffsetForPartitionError", "OffsetAndMetadata", "OffsetAndTimestamp", "Producer",
+           "ProducerConfig", "RecordDeserializationError", "RecordFuture", "RecordMetadata",
+           "SerializationError", "TopicDescription", "TopicPartition", "errors"]

@@ -13,11 +13,14 @@ import os
 import struct
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import click
 
 from .common import bootstrap_option, run
+
+_VALUE = itemgetter(6)  # ConsumerRecord.value
 
 LATENCY_SAMPLE = 64
 PROGRESS_SECONDS = 5.0
@@ -216,7 +219,9 @@ async def _perf_consume(topic: str, bootstrap: str, num_records: int, fetch_max_
                     f"no record for {timeout_ms} ms after {stats.records} of {num_records}; "
                     f"does the topic hold that many?")
             for records in batch.values():
-                stats.add(len(records), sum(len(r.value or b"") for r in records))
+                # Sum value sizes with C-level iteration: a Python loop here costs more than
+                # the consumer itself at 100-byte records.
+                stats.add(len(records), sum(map(len, filter(None, map(_VALUE, records)))))
             stats.record_size = stats.bytes // max(stats.records, 1)
             stats.progress("consumed")
     return stats.summary()
