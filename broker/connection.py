@@ -1,11 +1,13 @@
 """The broker side of one client connection.
 
-Frames are decoded as they arrive and each request is dispatched at once, so a client can
-pipeline. Answers leave in request order: a FIFO of reply slots, each either ready or waiting
-on a task (a long-poll fetch, an fsync, an acks=all wait). Every ready reply at the head of the
-FIFO after one read is coalesced into a single transport write. Replies carrying file regions
-are sent by the ``ZeroCopyWriter``; while one is being sent nothing else is written and reading
-is paused, which also bounds the memory a fast-pipelining client can make us hold.
+The socket reads straight into the ``FrameReader``'s buffers (a large produce request lands
+in its own buffer and is written to the log from there, never copied in user space); each
+request is dispatched as soon as its frame is complete, so a client can pipeline. Answers
+leave in request order: a FIFO of reply slots, each either ready or waiting on a task (a
+long-poll fetch, an fsync, an acks=all wait). Every ready reply at the head of the FIFO after
+one read is coalesced into a single transport write. Replies carrying file regions are sent
+by the ``ZeroCopyWriter``; while one is being sent nothing else is written and reading is
+paused, which also bounds the memory a fast-pipelining client can make us hold.
 
 A frame that cannot be parsed (garbage, over ``socket.request.max.bytes``) closes this
 connection only; an unknown api or a malformed body gets an error reply.
@@ -20,7 +22,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from klamm.protocol.frame import FrameDecoder, FrameError, encode_response_head, parse_request
+from klamm.protocol.frame import FrameError, FrameReader, encode_response_head, parse_request
 
 from .sendfile import Region, ZeroCopyWriter
 
@@ -68,10 +70,12 @@ class _Slot:
         self.task = task
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.BufferedProtocol):
     def __init__(self, server: "BrokerServer") -> None:
         self.server = server
-        self._decoder = FrameDecoder(server.config.socket_request_max_bytes)
+        # 64 KiB of scratch per connection; requests over 16 KiB get a buffer of their own.
+        self._reader = FrameReader(server.config.socket_request_max_bytes,
+                                   scratch_bytes=64 * 1024, direct_threshold=16 * 1024)
         self._queue: collections.deque[_Slot] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._writer: ZeroCopyWriter | None = None
@@ -91,11 +95,14 @@ class ClientConnection(asyncio.Protocol):
                                       metrics.sendfile_bytes.inc, metrics.copied_bytes.inc)
         self.server.connection_opened(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._closed:
             return
         try:
-            frames = self._decoder.feed(data)
+            frames = self._reader.buffer_updated(nbytes)
         except FrameError as exc:
             self._abort(f"bad frame: {exc}")
             return

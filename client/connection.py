@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Sequence
 from typing import Any, cast
 
 from klamm.protocol.frame import (
@@ -19,7 +20,7 @@ from klamm.protocol.frame import (
     FrameReader,
     RequestHeader,
     Response,
-    encode_request,
+    encode_request_head,
     parse_response,
 )
 
@@ -81,23 +82,32 @@ class BrokerConnection(asyncio.BufferedProtocol):
             await asyncio.shield(self._closed)
 
     # ----------------------------------------------------------------- requests
-    def send(self, api_key: int, body: Any, payload: bytes = b"", *, api_version: int = 0,
+    def send(self, api_key: int, body: Any, payload: bytes | Sequence[bytes] = b"", *,
+             api_version: int = 0,
              expect_response: bool = True) -> "asyncio.Future[Response] | None":
-        """Write one request now; returns the future of its response (None if none is expected)."""
+        """Write one request now; returns the future of its response (None if none is expected).
+
+        A payload given as several buffers goes out in one writev, never joined: at 1 KiB
+        records the producer's copies cost more than its per-record work.
+        """
         if not self.connected:
             raise self._error or KlammConnectionError(f"not connected to {self.address}")
         self._next_id = cid = (self._next_id + 1) & 0x7FFFFFFF
-        data = encode_request(RequestHeader(api_key, api_version, cid, self.client_id),
-                              body, payload)
-        assert self._transport is not None
-        self._transport.write(data)
+        header = RequestHeader(api_key, api_version, cid, self.client_id)
+        transport = self._transport
+        assert transport is not None
+        if isinstance(payload, bytes):
+            transport.write(encode_request_head(header, body, len(payload)) + payload)
+        else:
+            transport.writelines([encode_request_head(header, body, sum(map(len, payload))),
+                                  *payload])
         if not expect_response:
             return None
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._in_flight.append((cid, fut))
         return fut
 
-    async def request(self, api_key: int, body: Any, payload: bytes = b"", *,
+    async def request(self, api_key: int, body: Any, payload: bytes | Sequence[bytes] = b"", *,
                       api_version: int = 0, timeout: float | None = 30.0) -> Response:
         """Send and wait; a timeout closes the connection (later answers would be misaligned)."""
         await self.drain()

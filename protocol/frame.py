@@ -78,9 +78,14 @@ def frame_prefix(meta_size: int, payload_size: int) -> bytes:
 
 
 def encode_request(header: RequestHeader, body: Any, payload: bytes = b"") -> bytes:
+    return encode_request_head(header, body, len(payload)) + payload
+
+
+def encode_request_head(header: RequestHeader, body: Any, payload_size: int = 0) -> bytes:
+    """Prefix and metadata of a request; the caller sends ``payload_size`` raw bytes after."""
     meta = _packer.pack([header.api_key, header.api_version, header.correlation_id,
                          header.client_id, body])
-    return b"".join((frame_prefix(len(meta), len(payload)), meta, payload))
+    return frame_prefix(len(meta), payload_size) + meta
 
 
 def encode_response_head(correlation_id: int, body: Any, payload_size: int = 0) -> bytes:

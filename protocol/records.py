@@ -120,6 +120,19 @@ def build_batch(
     records: Sequence[Sequence[Any]],
     first_timestamp: int,
     max_timestamp: int,
+    **options: Any,
+) -> bytes:
+    """Encode records given as ``[offset_delta, timestamp_delta, key, value, headers]``.
+
+    Options are those of :func:`build_batch_parts`.
+    """
+    return b"".join(build_batch_parts(records, first_timestamp, max_timestamp, **options))
+
+
+def build_batch_parts(
+    records: Sequence[Sequence[Any]],
+    first_timestamp: int,
+    max_timestamp: int,
     *,
     compression: Compression = Compression.NONE,
     base_offset: int = 0,
@@ -129,8 +142,8 @@ def build_batch(
     base_sequence: int = NO_SEQUENCE,
     log_append_time: bool = False,
     last_offset_delta: int | None = None,
-) -> bytes:
-    """Encode records given as ``[offset_delta, timestamp_delta, key, value, headers]``.
+) -> tuple[bytes, bytes]:
+    """The batch as (header, records section), so a sender can write both without joining.
 
     One msgpack call packs the whole list; ``last_offset_delta`` defaults to
     ``len(records) - 1`` (dense offsets), compaction passes its own.
@@ -148,8 +161,7 @@ def build_batch(
         producer_id, producer_epoch, base_sequence, count))
     crc = crc32c(body, crc32c(memoryview(head)[CRC_START:]))
     CRC_FIELD.pack_into(head, CRC_OFFSET, crc)
-    head += body
-    return bytes(head)
+    return bytes(head), body
 
 
 def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from klamm.protocol.compression import Compression
-from klamm.protocol.records import build_batch
+from klamm.protocol.records import build_batch_parts
 
 from ..structs import RecordMetadata, TopicPartition
 
@@ -37,13 +37,13 @@ class ProducerBatch:
         self.attempts = 0
         self.deadline = deadline
         self.log_append_time = -1
-        self.encoded: bytes | None = None
+        self.encoded: tuple[bytes, bytes] | None = None  # (header, records), kept for retries
         self.retry_at = 0.0
 
-    def encode(self, compression: Compression) -> bytes:
+    def encode(self, compression: Compression) -> tuple[bytes, bytes]:
         if self.encoded is None:
-            self.encoded = build_batch(self.records, self.first_ts, self.max_ts,
-                                       compression=compression)
+            self.encoded = build_batch_parts(self.records, self.first_ts, self.max_ts,
+                                             compression=compression)
         return self.encoded
 
     def done(self, base_offset: int, log_append_time: int) -> None:

@@ -96,7 +96,8 @@ class Sender:
                 continue
             taken: list[ProducerBatch] = []
             while queue:
-                size = len(queue[0].encode(compression))
+                head_bytes, records_bytes = queue[0].encode(compression)
+                size = len(head_bytes) + len(records_bytes)
                 if taken and node_bytes[leader] + size > limit:
                     break
                 node_bytes[leader] += size
@@ -131,24 +132,24 @@ class Sender:
         for tp, batches in entries:
             size = 0
             for b in batches:
-                data = b.encode(compression)
-                payload.append(data)
-                size += len(data)
+                head, records = b.encode(compression)
+                payload.append(head)
+                payload.append(records)
+                size += len(head) + len(records)
                 b.attempts += 1
             topics[tp.topic].append({"partition": tp.partition, "size": size})
         body = {"acks": self.config.acks, "timeout_ms": self.config.request_timeout_ms,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
-        data = b"".join(payload)
         try:
             conn = await self.cluster.connection(node)
             if self.config.acks == 0:
                 await conn.drain()
-                conn.send(ApiKey.PRODUCE, body, data, expect_response=False)
+                conn.send(ApiKey.PRODUCE, body, payload, expect_response=False)
                 for _, batches in entries:
                     for b in batches:
                         self._complete(b, -1, -1)
                 return
-            response = await conn.request(ApiKey.PRODUCE, body, data,
+            response = await conn.request(ApiKey.PRODUCE, body, payload,
                                           timeout=self.config.request_timeout_ms / 1000)
             self._handle_response(response.body, entries)
         except ClientError as exc:
