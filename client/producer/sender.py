@@ -119,10 +119,8 @@ class Sender:
     def _expire(self, queue: Any, now: float) -> None:
         while queue and queue[0].deadline <= now:
             batch = queue.popleft()
-            self._fail(batch, KlammTimeoutError(
-                f"{batch.tp.topic}-{batch.tp.partition}: records not acknowledged within "
-                f"delivery.timeout.ms={self.config.delivery_timeout_ms} "
-                f"({batch.attempts} attempt(s)); is the partition's leader reachable?"))
+            self._fail(batch, self._delivery_timeout(
+                batch, "is the partition's leader reachable?"))
 
     async def _produce(self, node: int,
                        entries: list[tuple[TopicPartition, list[ProducerBatch]]]) -> None:
@@ -195,12 +193,22 @@ class Sender:
         retriable = getattr(exc, "retriable", False)
         now = time.monotonic()
         for b in reversed(batches):
-            if retriable and b.attempts <= self.config.retries and b.deadline > now:
+            if not retriable or b.attempts > self.config.retries:
+                self._fail(b, exc)
+            elif b.deadline <= now:  # the retriable error is a symptom; the deadline is the cause
+                timeout = self._delivery_timeout(b, f"last error: {exc}")
+                timeout.__cause__ = exc
+                self._fail(b, timeout)
+            else:
                 b.retry_at = now + self.config.retry_backoff_ms / 1000
                 self.acc.requeue_front(b)
                 self.retries += 1
-            else:
-                self._fail(b, exc)
+
+    def _delivery_timeout(self, batch: ProducerBatch, detail: str) -> KlammTimeoutError:
+        return KlammTimeoutError(
+            f"{batch.tp.topic}-{batch.tp.partition}: records not acknowledged within "
+            f"delivery.timeout.ms={self.config.delivery_timeout_ms} "
+            f"({batch.attempts} attempt(s)); {detail}")
 
     def _complete(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         batch.done(base_offset, log_append_time)
