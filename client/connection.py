@@ -109,18 +109,28 @@ class BrokerConnection(asyncio.BufferedProtocol):
 
     async def request(self, api_key: int, body: Any, payload: bytes | Sequence[bytes] = b"", *,
                       api_version: int = 0, timeout: float | None = 30.0) -> Response:
-        """Send and wait; a timeout closes the connection (later answers would be misaligned)."""
-        await self.drain()
+        """Send and wait; a timeout closes the connection (later answers would be misaligned).
+
+        The wait is the response future itself plus one timer: cancelling the caller leaves
+        the request's slot in the FIFO, so the pairing of later answers stays right.
+        """
+        if not self._write_ready.is_set() or self._error is not None:
+            await self.drain()
         fut = self.send(api_key, body, payload, api_version=api_version)
         assert fut is not None
+        timer = None if timeout is None else \
+            asyncio.get_running_loop().call_later(timeout, self._time_out, fut, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(fut)
-        except TimeoutError:
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _time_out(self, fut: "asyncio.Future[Response]", timeout: float) -> None:
+        if not fut.done():
             self._fail(KlammTimeoutError(
                 f"no answer from {self.address} within {timeout}s (request.timeout.ms)"))
             self.close()
-            raise self._error from None  # type: ignore[misc]
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
