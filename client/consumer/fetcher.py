@@ -138,6 +138,10 @@ class Fetcher:
         except (ClientError, KlammError) as exc:
             if not self.closed:
                 self._backoff(node, str(exc))
+        except Exception as exc:  # an answer we cannot read: say so once, then back off
+            if not self.closed:
+                log.exception("cannot handle the fetch response of broker %d", node)
+                self._backoff(node, f"{type(exc).__name__}: {exc}")
         finally:
             self.in_flight.pop(node, None)
             self.in_flight_bytes -= room

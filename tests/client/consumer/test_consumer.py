@@ -362,3 +362,30 @@ async def test_async_for_getone_and_getmany_interleave_without_gaps(broker: Brok
             if len(seen) >= 1990:
                 break
         assert seen == list(range(len(seen)))
+
+
+async def test_an_unreadable_fetch_answer_is_logged_backed_off_and_recovered_from(
+        broker: BrokerServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from klamm.client.consumer.fetcher import Fetcher
+
+    await fill(broker.bootstrap, 50)
+    real_handle = Fetcher._handle
+    failures = 0
+
+    def broken_once(self: Fetcher, *args: object) -> bool:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise KeyError("error_code")  # as from a response missing a field
+        return real_handle(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Fetcher, "_handle", broken_once)
+    async with Consumer(bootstrap_servers=broker.bootstrap, reconnect_backoff_ms=50) as consumer:
+        consumer.assign([TP])
+        await consumer.seek_to_beginning(TP)
+        assert await read(consumer, 50) == list(range(50))
+        sent = consumer._fetcher.fetches_sent
+    assert failures == 1
+    assert "cannot handle the fetch response" in caplog.text
+    assert sent < 20  # one failure, one backoff: not a tight loop of refetches
