@@ -209,10 +209,14 @@ class Producer:
         finally:
             sender.flushing -= 1
 
-    @property
-    def metrics(self) -> dict[str, float]:
-        sender = self._sender
-        return {"record_retry_total": sender.retries if sender else 0,
+    def metrics(self) -> dict[str, int]:
+        """Counters in records since start (Kafka's record-send/retry/error totals), produce
+        requests sent, and bytes waiting in buffer.memory. ``klamm.client.metrics`` exports
+        them to Prometheus."""
+        sender, acc = self._sender, self._acc
+        return {"record_send_total": sender.records_sent if sender else 0,
+                "record_retry_total": sender.retries if sender else 0,
                 "record_error_total": sender.errors if sender else 0,
-                "buffered_bytes": self._acc.buffered if self._acc else 0}
+                "request_total": sender.requests if sender else 0,
+                "buffered_bytes": acc.buffered if acc else 0}
 

@@ -47,8 +47,11 @@ class Sender:
         self._refresh: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
         self.sending: set[ProducerBatch] = set()  # batches inside a request right now
+        # Counters for Producer.metrics(), in records as Kafka counts them.
+        self.records_sent = 0  # acknowledged (or written, with acks=0)
         self.retries = 0
         self.errors = 0
+        self.requests = 0
 
     async def run(self) -> None:
         acc = self.acc
@@ -138,6 +141,7 @@ class Sender:
             topics[tp.topic].append({"partition": tp.partition, "size": size})
         body = {"acks": self.config.acks, "timeout_ms": self.config.request_timeout_ms,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
+        self.requests += 1
         try:
             conn = await self.cluster.connection(node)
             if self.config.acks == 0:
@@ -202,7 +206,7 @@ class Sender:
             else:
                 b.retry_at = now + self.config.retry_backoff_ms / 1000
                 self.acc.requeue_front(b)
-                self.retries += 1
+                self.retries += len(b.records)
 
     def _delivery_timeout(self, batch: ProducerBatch, detail: str) -> KlammTimeoutError:
         return KlammTimeoutError(
@@ -211,11 +215,12 @@ class Sender:
             f"({batch.attempts} attempt(s)); {detail}")
 
     def _complete(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
+        self.records_sent += len(batch.records)
         batch.done(base_offset, log_append_time)
         self.acc.release(batch)
 
     def _fail(self, batch: ProducerBatch, exc: BaseException) -> None:
-        self.errors += 1
+        self.errors += len(batch.records)
         batch.fail(exc)
         self.acc.release(batch)
 

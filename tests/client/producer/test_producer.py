@@ -128,6 +128,9 @@ async def test_a_lost_response_is_retried_after_request_timeout(proxied_broker) 
         assert not done  # the acknowledgement is being dropped
         proxy.resume()
         md = await asyncio.wait_for(_wait(fut), timeout=10)
+        metrics = producer.metrics()
+        assert metrics["record_retry_total"] >= 1 and metrics["record_send_total"] == 1
+        assert metrics["record_error_total"] == 0
     values = [r.value for r in await fetch_records(broker.bootstrap, "lost")]
     assert values[md.offset] == b"once" and set(values) == {b"once"}
 
