@@ -3,59 +3,64 @@
 Each entry is 8 bytes on disk, big-endian ``(relative offset u32, position u32)``, the
 relative offset being ``base offset of an indexed batch - segment base offset``. One entry is
 added per ``index.interval.bytes`` of log, so a lookup lands at most about that many bytes
-before the wanted batch.
-
-Invariants: relative offsets and positions are strictly increasing; the file holds a prefix of
-the in-memory entries (entries reach the file on ``flush``), so an index is never ahead of what
-the log held when it was written. After an unclean shutdown the loader rebuilds the index of
-every segment past the recovery point, so unwritten entries are never needed.
-
-Entries live in two ``array('I')`` so ``bisect`` runs in C. The file is read lazily on first
-use. Not thread-safe: owned by the event loop (flush snapshots bytes before handing fds to a
-thread).
+before the wanted batch. Relative offsets and positions are strictly increasing. Persistence
+and loading are ``SparseIndex``'s.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
+from typing import Any
+
+from .sparse_index import CorruptIndex, SparseIndex
 
 ENTRY_SIZE = 8
 MAX_RELATIVE = 2**32 - 1
 
-
-class CorruptIndex(Exception):
-    """The index file does not describe its segment; the segment rebuilds it from the log."""
+__all__ = ["ENTRY_SIZE", "MAX_RELATIVE", "CorruptIndex", "OffsetIndex"]
 
 
-class OffsetIndex:
-    def __init__(self, path: str, base_offset: int, max_entries: int, *,
-                 loaded: bool = False) -> None:
-        self.path = path
-        self.base_offset = base_offset
-        self.max_entries = max_entries
+class OffsetIndex(SparseIndex):
+    ENTRY_SIZE = ENTRY_SIZE
+
+    def _clear(self) -> None:
         self._rel = array("I")
         self._pos = array("I")
-        self._persisted = 0  # entries already in the file
-        self._loaded = loaded
-        self._fd = -1
 
-    # ------------------------------------------------------------------ state
-    @property
-    def entries(self) -> int:
-        self.ensure_loaded()
-        return len(self._rel)
+    def _columns(self) -> tuple[array[Any], ...]:
+        return self._rel, self._pos
 
-    @property
-    def is_full(self) -> bool:
-        return self.entries >= self.max_entries
+    def _parse(self, data: bytes) -> None:
+        both = array("I")
+        both.frombytes(data)
+        if sys.byteorder == "little":
+            both.byteswap()
+        rel, pos = both[0::2], both[1::2]
+        for i in range(1, len(rel)):
+            if rel[i] <= rel[i - 1] or pos[i] <= pos[i - 1]:
+                raise CorruptIndex(f"{self.path}: entry {i} is not after entry {i - 1}")
+        self._rel, self._pos = rel, pos
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
+    def _encode(self, start: int) -> bytes:
+        both = array("I", bytes((len(self._rel) - start) * ENTRY_SIZE))
+        both[0::2] = self._rel[start:]
+        both[1::2] = self._pos[start:]
+        if sys.byteorder == "little":
+            both.byteswap()
+        return both.tobytes()
 
+    def load(self, log_size: int | None = None) -> None:
+        """Read the file; also refuses an index pointing past ``log_size`` when given."""
+        super().load()
+        if log_size is not None and self._pos and self._pos[-1] >= log_size:
+            last = self._pos[-1]
+            self.reset()  # empty is always correct for a sparse index: scan from the start
+            raise CorruptIndex(f"{self.path}: last entry points at {last}, past the log "
+                               f"end {log_size}")
+
+    # ------------------------------------------------------------------ entries
     def last_entry(self) -> tuple[int, int] | None:
         """``(absolute offset, position)`` of the last entry, or None when empty."""
         self.ensure_loaded()
@@ -67,60 +72,11 @@ class OffsetIndex:
         self.ensure_loaded()
         return self.base_offset + self._rel[i], self._pos[i]
 
-    # ------------------------------------------------------------------ load / validate
-    def ensure_loaded(self) -> None:
-        if not self._loaded:
-            self.load()
-
-    def load(self, log_size: int | None = None) -> None:
-        """Read the file; raises CorruptIndex when it is unusable (missing, torn, unordered)."""
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            raise CorruptIndex(f"{self.path} is missing") from None
-        if len(data) % ENTRY_SIZE:
-            raise CorruptIndex(f"{self.path} has {len(data)} bytes, not a multiple of "
-                               f"{ENTRY_SIZE}")
-        both = array("I")
-        both.frombytes(data)
-        if sys.byteorder == "little":
-            both.byteswap()
-        rel, pos = both[0::2], both[1::2]
-        for i in range(1, len(rel)):
-            if rel[i] <= rel[i - 1] or pos[i] <= pos[i - 1]:
-                raise CorruptIndex(f"{self.path}: entry {i} is not after entry {i - 1}")
-        if log_size is not None and pos and pos[-1] >= log_size:
-            raise CorruptIndex(f"{self.path}: last entry points at {pos[-1]}, past the log "
-                               f"end {log_size}")
-        self._rel, self._pos = rel, pos
-        self._persisted = len(rel)
-        self._loaded = True
-
-    def reset(self) -> None:
-        """Forget every entry (before a rebuild); the file is truncated on the next flush."""
-        self._rel = array("I")
-        self._pos = array("I")
-        self._persisted = -1  # unknown file content: rewrite it entirely
-        self._loaded = True
-
-    # ------------------------------------------------------------------ mutation
     def append(self, offset: int, position: int) -> None:
         """Add an entry; callers index in increasing offset order only."""
-        if not self._loaded:
-            self.load()
+        self.ensure_loaded()
         self._rel.append(offset - self.base_offset)
         self._pos.append(position)
-
-    def truncate_to(self, offset: int) -> None:
-        """Drop entries for offsets >= ``offset``."""
-        self.ensure_loaded()
-        keep = bisect_left(self._rel, offset - self.base_offset)
-        del self._rel[keep:]
-        del self._pos[keep:]
-        if self._persisted > keep:
-            os.truncate(self.path, keep * ENTRY_SIZE)
-            self._persisted = keep
 
     # ------------------------------------------------------------------ lookup
     def lookup(self, offset: int) -> tuple[int, int]:
@@ -139,43 +95,3 @@ class OffsetIndex:
         if i < 0:
             return self.base_offset, 0
         return self.base_offset + self._rel[i], self._pos[i]
-
-    # ------------------------------------------------------------------ persistence
-    def pending_bytes(self) -> tuple[int, bytes]:
-        """``(file position, bytes)`` of entries not yet in the file."""
-        start = max(self._persisted, 0)
-        n = len(self._rel) - start
-        both = array("I", bytes(n * 2 * 4))
-        both[0::2] = self._rel[start:]
-        both[1::2] = self._pos[start:]
-        if sys.byteorder == "little":
-            both.byteswap()
-        return start * ENTRY_SIZE, both.tobytes()
-
-    def write_pending(self) -> int:
-        """Write entries not yet in the file; returns the fd to fsync (owned by the index)."""
-        if not self._loaded:
-            return self._open()
-        fd = self._open()
-        if self._persisted < 0:
-            os.ftruncate(fd, 0)
-            self._persisted = 0
-        if self._persisted == len(self._rel):
-            return fd
-        at, data = self.pending_bytes()
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(fd, view, at)
-            view, at = view[n:], at + n
-        self._persisted = len(self._rel)
-        return fd
-
-    def _open(self) -> int:
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
