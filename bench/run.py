@@ -19,22 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-READY = re.compile(r"listening on (\S+):(\d+)")
-
+from common import RESULTS, ROOT, ServerProcess, machine
 
 @dataclass
 class Workload:
@@ -42,61 +36,6 @@ class Workload:
     target: str
     args: list[str]
     setup: list[list[str]] | None = None
-
-
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
-            "kernel": platform.release(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
-
-
-class Broker:
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-        self._ready = threading.Event()
-
-    def __enter__(self) -> "Broker":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "klamm.broker", "--listen", "127.0.0.1:0", "--data-dir",
-             self.data_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, daemon=True).start()
-        if not self._ready.wait(60):
-            raise RuntimeError("broker did not start")
-        return self
-
-    def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            m = READY.search(line)
-            if m:
-                self.port = int(m.group(2))
-                self._ready.set()
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(60)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 def page_cache_write_mb_s(directory: str, size: int = 1 << 30) -> float:
@@ -270,12 +209,12 @@ def main() -> None:
         p50, p99 = loopback_rtt_ms()
         info["rtt_p50_ms"], info["rtt_p99_ms"] = f"{p50:.4f}", f"{p99:.4f}"
         print(f"machine: {json.dumps(info)}", flush=True)
-        with Broker(data_dir) as broker:
+        with ServerProcess("klamm.broker", data_dir) as broker:
             for w in workloads(opts.quick):
                 for setup in w.setup or []:
-                    subprocess.run(klamm(*setup, "-b", broker.bootstrap), check=True,
+                    subprocess.run(klamm(*setup, "-b", broker.address), check=True,
                                    capture_output=True)
-                cmd = klamm(*w.args, "-b", broker.bootstrap)
+                cmd = klamm(*w.args, "-b", broker.address)
                 runs = []
                 for i in range(repeat):
                     print(f"running: {w.name} ({i + 1}/{repeat})", flush=True)
