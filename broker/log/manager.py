@@ -93,8 +93,14 @@ class LogManager:
                 log.warning("recovered %s: truncated %d damaged byte(s)", path,
                             plog.recovered_bytes)
             self._logs[tp] = plog
-        log.info("loaded %d log(s) from %s after %s shutdown", len(self._logs), self.log_dir,
-                 "a clean" if clean else "an unclean")
+        if clean:
+            log.info("loaded %d log(s) from %s after a clean shutdown", len(self._logs),
+                     self.log_dir)
+        elif self._logs:
+            log.warning("loaded %d log(s) from %s after an unclean shutdown (recovered past "
+                        "each recovery point)", len(self._logs), self.log_dir)
+        else:
+            log.info("no logs in %s yet", self.log_dir)
         self._write_checkpoints(self._snapshot())
         self._marker.remove()
 
