@@ -5,7 +5,12 @@ nothing) and queues its log record; the group committer writes and fsyncs every 
 record in one executor call, then advances ``durable_zxid`` and calls ``on_durable``.
 Callers must not reveal a result (to any client) before ``durable_zxid`` reaches the zxid it
 depends on. A quorum-replicated layer would replace this class and keep the tree as is.
-Not thread-safe: used from one event loop; only the committer's executor job touches files.
+
+Snapshots do not stop the service: every ``snapshot_every`` transactions the tree is frozen
+into a copy-on-write image (``DataTree.freeze``: one dict copy, ~5 ms for 100k nodes), which
+an executor thread encodes and writes once the log up to its zxid is durable, while the loop
+keeps applying transactions. Not thread-safe: used from one event loop; executor jobs only
+write files and read the frozen image.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import snapshot as snapshots
-from .tree import DataTree, WatchEvent
+from .tree import DataTree, TreeImage, WatchEvent
 from .txn import Txn
 from .txnlog import TxnLog, encode_record
 
@@ -150,31 +155,34 @@ class ZkDatabase:
         self.txnlog.sync()
 
     def _take_snapshot(self) -> None:
-        """Capture the tree now (in the loop, consistent) and write it in a thread."""
-        zxid = self.tree.last_zxid
-        data = snapshots.encode_snapshot(self.tree.dump())
+        """Freeze a copy-on-write image of the tree now (in the loop: one dict copy), and
+        encode and write it in a thread while the loop keeps applying transactions."""
+        image = self.tree.freeze()
         self._since_snapshot = 0
         self.txnlog.roll_next()
 
         async def write() -> None:
             try:
                 # the snapshot may only be trusted once the log it replaces is durable
-                await self.wait_durable(zxid)
+                await self.wait_durable(image.zxid)
                 await asyncio.get_running_loop().run_in_executor(
-                    None, self._write_snapshot, zxid, data)
+                    None, self._write_snapshot, image)
             except (OSError, RuntimeError) as exc:
-                log.error("snapshot at zxid %d failed: %s", zxid, exc)
+                log.error("snapshot at zxid %d failed: %s", image.zxid, exc)
             finally:
+                self.tree.thaw(image)
                 self._snapshotting = None
 
         self._snapshotting = asyncio.get_running_loop().create_task(write())
 
-    def _write_snapshot(self, zxid: int, data: bytes) -> None:
-        snapshots.write_snapshot(self.directory, zxid, data)
+    def _write_snapshot(self, image: TreeImage) -> None:
+        pieces = snapshots.encode_image(image)
+        snapshots.write_snapshot(self.directory, image.zxid, pieces)
         kept = snapshots.snapshot_files(self.directory)
         if kept:
             self.txnlog.purge(kept[0][0])
-        log.info("snapshot written at zxid %d (%d bytes)", zxid, len(data))
+        log.info("snapshot written at zxid %d (%d nodes, %d bytes)", image.zxid,
+                 len(image.nodes), sum(map(len, pieces)))
 
     async def snapshot_done(self) -> None:
         """Wait for a snapshot being written, if any."""

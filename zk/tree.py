@@ -105,6 +105,47 @@ def join(parent: str, name: str) -> str:
 Undo = list[Callable[[], None]]
 
 
+def _row(path: str, n: Node) -> list[Any]:
+    return [path, n.data, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime, n.version, n.cversion,
+            n.ephemeral_owner]
+
+
+class TreeImage:
+    """The tree as of ``zxid``, readable from another thread while the tree moves on.
+
+    ``nodes`` is a private copy of the path -> Node dict taken at ``zxid`` (Node objects
+    shared with the live tree). Before the live tree changes a node of that copy in place it
+    calls ``preserve``, which records the node's row once (first change wins, so the saved
+    row is the one at ``zxid``). ``rows()`` reads a node's fields *then* looks for a saved
+    row: if none was saved by then, no change had started before the read (the row is saved
+    before the change, and the GIL orders the two threads' steps), so the fields read are
+    the ones at ``zxid``. Likewise a reader checks ``released`` after reading every row.
+    Children lists are not part of a row (they follow from the paths), so changes to them
+    need no saving.
+    """
+
+    __slots__ = ("zxid", "nodes", "sessions", "saved", "released")
+
+    def __init__(self, zxid: int, nodes: dict[str, Node], sessions: list[list[Any]]) -> None:
+        self.zxid = zxid
+        self.nodes = nodes
+        self.sessions = sessions
+        self.saved: dict[str, list[Any]] = {}
+        self.released = False
+
+    def preserve(self, path: str, node: Node) -> None:
+        """Called by the live tree before it changes ``node`` (at ``path``) in place."""
+        if path not in self.saved and self.nodes.get(path) is node:
+            self.saved[path] = _row(path, node)
+
+    def rows(self) -> Iterator[list[Any]]:
+        """Every node's row as of ``zxid``, in the copy's order (safe from any thread)."""
+        saved = self.saved
+        for path, node in self.nodes.items():
+            row = _row(path, node)
+            yield saved.get(path, row)
+
+
 class DataTree:
     """All nodes keyed by path, plus open sessions and each session's ephemeral paths.
 
@@ -119,6 +160,7 @@ class DataTree:
         self.sessions: dict[int, SessionInfo] = {}
         self.ephemerals: dict[int, set[str]] = {}
         self.last_zxid = 0
+        self._image: TreeImage | None = None  # copy-on-write image being written, if any
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -216,6 +258,8 @@ class DataTree:
             case SetTxn():
                 node = self._node(op.path)
                 self._check_version(op.path, node, op.version)
+                if self._image is not None:
+                    self._image.preserve(op.path, node)
                 old = (node.data, node.version, node.mzxid, node.mtime)
                 node.data, node.version, node.mzxid, node.mtime = (
                     op.data, node.version + 1, zxid, time_ms)
@@ -257,6 +301,8 @@ class DataTree:
             path = join(parent_path, name)
         if path in self.nodes:
             raise NodeExistsError(f"node {path} already exists")
+        if self._image is not None:
+            self._image.preserve(parent_path, parent)
         self.nodes[path] = Node(op.data, zxid, zxid, zxid, time_ms, time_ms,
                                 ephemeral_owner=op.ephemeral_owner)
         old_parent = (parent.cversion, parent.pzxid)
@@ -291,6 +337,8 @@ class DataTree:
                 self._delete(join(path, child), -1, True, zxid, events, undo)
         parent_path, name = split(path)
         parent = self.nodes[parent_path]
+        if self._image is not None:
+            self._image.preserve(parent_path, parent)
         old_parent = (parent.cversion, parent.pzxid)
         del self.nodes[path]
         parent.children.discard(name)
@@ -317,10 +365,29 @@ class DataTree:
         """A msgpack-ready image of the whole tree (children are implied by paths)."""
         return {
             "zxid": self.last_zxid,
-            "nodes": [[p, n.data, n.czxid, n.mzxid, n.pzxid, n.ctime, n.mtime, n.version,
-                       n.cversion, n.ephemeral_owner] for p, n in self.nodes.items()],
+            "nodes": [_row(p, n) for p, n in self.nodes.items()],
             "sessions": [[s, i.timeout_ms, i.password] for s, i in self.sessions.items()],
         }
+
+    def freeze(self) -> "TreeImage":
+        """Start a copy-on-write image of the tree as it is now, for a snapshot.
+
+        Costs one C-level copy of the path -> node dict; the image's rows are read later,
+        in another thread, while this tree keeps applying transactions: until ``thaw``, the
+        tree saves a node's fields before it first changes them in place. One at a time."""
+        if self._image is not None:
+            raise RuntimeError("a snapshot image is already open")
+        self._image = TreeImage(self.last_zxid, dict(self.nodes),
+                                [[s, i.timeout_ms, i.password]
+                                 for s, i in self.sessions.items()])
+        return self._image
+
+    def thaw(self, image: "TreeImage") -> None:
+        """End copy-on-write for ``image`` (from the thread that applies transactions, once
+        nothing reads the image any more); the image refuses to be read afterwards."""
+        image.released = True
+        if self._image is image:
+            self._image = None
 
     @classmethod
     def load(cls, image: dict[str, Any]) -> "DataTree":

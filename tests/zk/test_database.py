@@ -9,7 +9,8 @@ import pytest
 
 from klamm.zk import snapshot as snapshots
 from klamm.zk.database import ZkDatabase
-from klamm.zk.txn import CreateSessionTxn, CreateTxn, SetTxn
+from klamm.zk.tree import TreeImage
+from klamm.zk.txn import CreateSessionTxn, CreateTxn, DeleteTxn, SetTxn
 from klamm.zk.txnlog import encode_record, log_files, scan
 
 
@@ -138,4 +139,38 @@ async def test_a_second_server_cannot_open_a_directory_in_use(tmp_path: Path) ->
         ZkDatabase(tmp_path).load()
     await db.close()
     again = await open_db(tmp_path)
+    await again.close()
+
+
+async def test_a_snapshot_holds_the_tree_at_its_zxid_while_writes_go_on(tmp_path: Path) -> None:
+    db = await open_db(tmp_path, snapshot_every=400, log_roll_bytes=1 << 30)
+    for i in range(399):
+        db.apply(CreateTxn(f"/n{i}", b"0"))
+    at_freeze: list[dict[str, object]] = []
+    freeze = db.tree.freeze
+
+    def spy() -> TreeImage:
+        at_freeze.append(db.tree.dump())
+        return freeze()
+
+    db.tree.freeze = spy  # type: ignore[method-assign]
+    _, _, snap_zxid = db.apply(CreateTxn("/n399", b"0"))
+    first = db._snapshotting
+    assert at_freeze and first is not None  # encoding and writing happen later
+    writes = 0
+    last = snap_zxid
+    while writes < 50 or not first.done():  # before and while it is written
+        db.apply(SetTxn(f"/n{399 - writes % 400}", b"w%d" % writes))
+        db.apply(DeleteTxn(f"/n{writes % 400}"))
+        _, _, last = db.apply(CreateTxn(f"/n{writes % 400}", b"again"))
+        writes += 1
+        if writes >= 50:
+            await asyncio.sleep(0)
+    await wait_durable(db, last)
+    final = db.tree.dump()
+    await db.close()
+    path, = [p for z, p in snapshots.snapshot_files(tmp_path) if z == snap_zxid]
+    assert snapshots.decode_snapshot(path.read_bytes()) == at_freeze[0]
+    again = await open_db(tmp_path)
+    assert again.tree.dump() == final and again.replayed <= last - snap_zxid
     await again.close()

@@ -1,9 +1,14 @@
-"""The data tree as a pure state machine: every op, version checks, multi atomicity."""
+"""The data tree as a pure state machine: every op, version checks, multi atomicity, and
+copy-on-write images for snapshots."""
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
+from klamm.zk import snapshot as snapshots
 from klamm.zk.errors import (BadArgumentsError, BadVersionError, NoChildrenForEphemeralsError,
                              NodeExistsError, NoNodeError, NotEmptyError, SessionExpiredError)
 from klamm.zk.tree import DataTree, WatchEvent, validate_path
@@ -142,3 +147,76 @@ def test_transactions_survive_encoding() -> None:
         MultiTxn((CheckTxn("/a", 2), CreateTxn("/b"))), CreateSessionTxn(1, 2, b"x"),
         CloseSessionTxn(9)]
     assert [decode_txn(encode_txn(t)) for t in txns] == txns
+
+
+def _build(apply: Applier) -> None:
+    apply(CreateSessionTxn(3, 500, b"p"))
+    apply(CreateTxn("/a/b", b"1", makepath=True))
+    apply(CreateTxn("/a/e", ephemeral_owner=3))
+    apply(CreateTxn("/gone/deep", b"2", makepath=True))
+    for i in range(40):
+        apply(CreateTxn(f"/n/{i}", b"%d" % i, makepath=True))
+
+
+def test_a_frozen_image_reads_the_tree_as_of_its_zxid_while_the_tree_moves_on(
+        apply: Applier) -> None:
+    _build(apply)
+    expected = apply.tree.dump()
+    image = apply.tree.freeze()
+    apply(SetTxn("/a/b", b"changed"))
+    apply(SetTxn("/a/b", b"changed again"))
+    apply(CreateTxn("/a/new"))  # parent's cversion and pzxid change in place
+    apply(DeleteTxn("/n/3"))
+    apply(CreateTxn("/n/3", b"reborn"))  # a new node object at an old path
+    apply(SetTxn("/n/3", b"reborn, set"))
+    apply(DeleteTxn("/gone", recursive=True))
+    apply(CloseSessionTxn(3))
+    apply(CreateSessionTxn(4, 500, b"q"))
+    with pytest.raises(BadVersionError):  # rolled back: its undo must not leak into the image
+        apply(MultiTxn((SetTxn("/n/5", b"x"), CreateTxn("/n/9/c"), CheckTxn("/n/5", 7))))
+    assert apply.tree.dump() != expected
+    pieces = snapshots.encode_image(image, chunk_rows=7)
+    assert b"".join(pieces) == snapshots.encode_snapshot(expected)
+    assert snapshots.decode_snapshot(b"".join(pieces)) == expected
+    apply.tree.thaw(image)
+    apply(SetTxn("/n/6", b"after thaw"))
+    assert not image.saved.get("/n/6")
+    with pytest.raises(RuntimeError, match="released"):
+        snapshots.encode_image(image)
+    second = apply.tree.freeze()  # one image at a time, and a new one may follow
+    with pytest.raises(RuntimeError, match="already"):
+        apply.tree.freeze()
+    apply.tree.thaw(second)
+
+
+N_THREADED = 20000
+
+
+def test_an_image_encoded_in_a_thread_while_writes_continue_is_exact(apply: Applier) -> None:
+    for i in range(N_THREADED):
+        apply(CreateTxn(f"/p{i % 30}/n{i}", b"v", makepath=True))
+    expected = snapshots.encode_snapshot(apply.tree.dump())
+    image = apply.tree.freeze()
+    result: list[list[bytes]] = []
+    writer = threading.Thread(target=lambda: result.append(
+        snapshots.encode_image(image, chunk_rows=16)))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL back and forth as often as possible
+    try:
+        writer.start()
+        i = 0
+        while writer.is_alive() or i < 300:  # change nodes before, during, after their read
+            k = N_THREADED - 1 - (i * 7) % N_THREADED  # the last rows are read last
+            path = f"/p{k % 30}/n{k}"
+            apply(SetTxn(path, b"w%d" % i))
+            apply(CreateTxn(f"/p{i % 30}/x{i}"))
+            if i % 3 == 0:
+                apply(DeleteTxn(path))
+                apply(CreateTxn(path, b"again"))
+            i += 1
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert image.saved  # writes did land while the image was open
+    apply.tree.thaw(image)
+    assert b"".join(result[0]) == expected
