@@ -11,7 +11,8 @@ requests issued meanwhile wait for that (up to the session timeout). If the serv
 session expired, or the client has heard nothing from any server for a whole session timeout,
 state goes EXPIRED (ephemerals and watches are gone, or about to be) and a new session is
 opened (CONNECTED again). Watch callbacks run in the order events arrive, before any later
-response is handed to its caller.
+response is handed to its caller; as in ZooKeeper, a callback armed by several reads of one
+path (say get and get_children) is called once per event.
 """
 
 from __future__ import annotations
@@ -330,13 +331,14 @@ class ZkClient:
         if kind == "watch":
             etype = EventType(body["type"])
             path = self._unroot(body["path"])
-            callbacks: list[WatchFn] = []
+            tables = []
             if etype in (EventType.CREATED, EventType.CHANGED, EventType.DELETED):
-                callbacks += self._data_watches.pop(path, [])
-                callbacks += [cb for cb in self._exist_watches.pop(path, [])
-                              if cb not in callbacks]
+                tables += [self._data_watches, self._exist_watches]
             if etype in (EventType.CHILD, EventType.DELETED):
-                callbacks += self._child_watches.pop(path, [])
+                tables.append(self._child_watches)
+            callbacks: list[WatchFn] = []
+            for table in tables:  # one call per callback, however many reads set it
+                callbacks += [cb for cb in table.pop(path, []) if cb not in callbacks]
             event = WatchedEvent(etype, path)
             for cb in callbacks:
                 self._invoke(cb, event)

@@ -35,7 +35,11 @@ class WatchQueue:
     """A watch usable as a callback that is also an async iterator of its events.
 
     Pass it as ``watch=`` to any number of reads; every event it receives is queued in
-    arrival order. ``await q.get()`` takes one; ``async for ev in q`` runs until cancelled.
+    arrival order (one event per change, however many reads armed it for that path).
+    ``await q.get()`` takes one; ``async for ev in q`` runs until cancelled. Watches are
+    one-shot: re-arm by reading again with ``watch=q``. When the session expires its watches
+    are gone and the queue hears nothing more: re-read and re-arm on the CONNECTED that
+    follows EXPIRED (``session_events()`` or ``add_listener``).
     """
 
     def __init__(self) -> None:

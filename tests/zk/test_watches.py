@@ -98,3 +98,39 @@ async def test_a_failed_read_registers_no_watch(zk: ClientFactory) -> None:
     await b.set("/missing", b"1")
     await a.exists("/missing")
     assert seen.pending() == 0
+
+
+async def test_a_watch_queue_is_an_async_iterator_of_one_shot_events(zk: ClientFactory) -> None:
+    a, b = await zk(), await zk()
+    await b.create("/brokers/ids", makepath=True)
+    queue = WatchQueue()
+    seen: list[list[str]] = [await a.get_children("/brokers/ids", watch=queue)]
+
+    async def follow() -> None:  # the controller's loop: each event re-reads and re-arms
+        async for event in queue:
+            assert event == WatchedEvent(EventType.CHILD, "/brokers/ids")
+            seen.append(await a.get_children("/brokers/ids", watch=queue))
+            if seen[-1] == ["1", "2", "3"]:
+                return
+
+    follower = asyncio.ensure_future(follow())
+    for broker_id in ("1", "2", "3"):
+        await b.create(f"/brokers/ids/{broker_id}", ephemeral=True)
+    await asyncio.wait_for(follower, 5)
+    assert seen[0] == [] and seen[-1] == ["1", "2", "3"]
+    lengths = [len(children) for children in seen]
+    assert lengths == sorted(set(lengths))  # each event showed something new, never less
+
+
+async def test_one_callback_set_by_several_reads_gets_a_deletion_once(
+        zk: ClientFactory) -> None:
+    a, b = await zk(), await zk()
+    await b.create("/d")
+    seen = WatchQueue()
+    await a.get("/d", watch=seen)
+    await a.exists("/d", watch=seen)
+    await a.get_children("/d", watch=seen)
+    await b.delete("/d")
+    assert await seen.get(5) == WatchedEvent(EventType.DELETED, "/d")
+    await a.exists("/d")  # a second delivery would arrive before this reply
+    assert seen.pending() == 0
