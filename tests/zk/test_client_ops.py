@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from klamm.zk import (BadArgumentsError, BadVersionError, Check, Create, DataTooLargeError,
-                      Delete, NodeExistsError, NoNodeError, NotEmptyError, SetData)
+                      Delete, EventType, NodeExistsError, NoNodeError, NotEmptyError, SetData,
+                      WatchedEvent, WatchQueue, ZkClient)
 from klamm.zk.errors import NoChildrenForEphemeralsError
 from tests.zk.conftest import ClientFactory
 
@@ -85,3 +88,76 @@ async def test_chroot_isolates_two_clusters(zk: ClientFactory) -> None:
     assert await a.get_children("/") == ["brokers"]
     seq = await a.create("/q-", sequential=True)
     assert seq.startswith("/q-") and not seq.startswith("/klamm-a")
+
+
+async def test_chroot_isolation_covers_multi_watches_ephemerals_and_deletes(
+        zk: ClientFactory) -> None:
+    root = await zk()
+    a, b = await zk(chroot="/klamm-a"), await zk(chroot="/klamm-b")
+    for client, tag in ((a, b"a"), (b, b"b")):
+        await client.create("/brokers/ids/1", tag, makepath=True)  # makes the chroot too
+    a_data, b_children = WatchQueue(), WatchQueue()
+    await a.get("/brokers/ids/1", watch=a_data)
+    await b.get_children("/brokers/ids", watch=b_children)
+    results = await a.multi([Check("/brokers/ids/1", 0), SetData("/brokers/ids/1", b"a2", 0),
+                             Create("/brokers/ids/2", ephemeral=True),
+                             Create("/seq-", sequential=True)])
+    assert results[2] == "/brokers/ids/2" and str(results[3]).startswith("/seq-")
+    assert await a_data.get(5) == WatchedEvent(EventType.CHANGED, "/brokers/ids/1")
+    with pytest.raises(BadVersionError):  # a's versions are a's: b's node is still at 0
+        await a.multi([Check("/brokers/ids/1", 0)])
+    assert (await b.exists("/brokers/ids/1")).version == 0  # type: ignore[union-attr]
+    await a.delete("/brokers", recursive=True)
+    assert await a.get_children("/") == [str(results[3])[1:]]
+    assert (await b.get("/brokers/ids/1"))[0] == b"b"
+    assert await b.get_children("/brokers/ids") == ["1"]
+    assert b_children.pending() == 0  # nothing a did reached b's watch
+    assert await root.get_children("/") == ["klamm-a", "klamm-b"]
+    for escape in ("/../klamm-b/brokers", "/./brokers", "//klamm-b"):
+        with pytest.raises(BadArgumentsError):
+            await a.get(escape)
+
+
+async def test_concurrent_compare_and_set_has_exactly_one_winner(zk: ClientFactory) -> None:
+    clients = [await zk() for _ in range(8)]
+    await clients[0].create("/topics/orders/state", b"epoch 0", makepath=True)
+    await clients[0].create("/controller_epoch", b"1")
+
+    async def try_set(n: int) -> bool:
+        try:
+            await clients[n].set("/topics/orders/state", b"by %d" % n, version=0)
+        except BadVersionError:
+            return False
+        return True
+
+    async def try_multi(n: int) -> bool:  # the controller's guarded write
+        try:
+            await clients[n].multi([Check("/controller_epoch", 0),
+                                    SetData("/topics/orders/state", b"multi %d" % n, 1)])
+        except BadVersionError:
+            return False
+        return True
+
+    won = await asyncio.gather(*(try_set(n) for n in range(8)))
+    assert won.count(True) == 1
+    data, stat = await clients[0].get("/topics/orders/state")
+    assert data == b"by %d" % won.index(True) and stat.version == 1
+    won = await asyncio.gather(*(try_multi(n) for n in range(8)))
+    assert won.count(True) == 1 and (await clients[0].get("/topics/orders/state"))[1].version == 2
+
+
+async def test_sequential_suffixes_are_unique_and_follow_creation_order(
+        zk: ClientFactory) -> None:
+    clients = [await zk() for _ in range(6)]
+    await clients[0].create("/q")
+
+    async def make(c: ZkClient) -> list[str]:
+        return [await c.create("/q/item-", sequential=True) for _ in range(10)]
+
+    created = [p for paths in await asyncio.gather(*(make(c) for c in clients)) for p in paths]
+    assert len(set(created)) == 60
+    stats = {p: await clients[0].exists(p) for p in created}
+    by_zxid = sorted(created, key=lambda p: stats[p].czxid)  # type: ignore[union-attr]
+    assert by_zxid == sorted(created)  # suffix order is creation order
+    for paths in (created[i:i + 10] for i in range(0, 60, 10)):
+        assert paths == sorted(paths)  # each client's own creates increase

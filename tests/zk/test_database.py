@@ -174,3 +174,20 @@ async def test_a_snapshot_holds_the_tree_at_its_zxid_while_writes_go_on(tmp_path
     again = await open_db(tmp_path)
     assert again.tree.dump() == final and again.replayed <= last - snap_zxid
     await again.close()
+
+
+async def test_sequential_suffixes_keep_increasing_across_a_restart(tmp_path: Path) -> None:
+    db = await open_db(tmp_path, snapshot_every=5)  # restart = a snapshot plus a log tail
+    db.apply(CreateTxn("/q"))
+    names = []
+    for _ in range(12):
+        names.append(db.apply(CreateTxn("/q/s-", sequential=True))[0])
+        await db.snapshot_done()
+    db.apply(DeleteTxn(names[-1]))  # the highest suffix is gone, yet is not reused
+    await db.close()
+    assert snapshots.snapshot_files(tmp_path)
+    again = await open_db(tmp_path)
+    assert again.replayed > 0
+    after = again.apply(CreateTxn("/q/s-", sequential=True))[0]
+    assert names == sorted(names) and after > names[-1]
+    await again.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 from klamm.protocol.frame import (FrameDecoder, RequestHeader, encode_request,
                                   parse_response)
+from klamm.zk import EventType, WatchedEvent, WatchQueue
 from klamm.zk.api import EVENT_CORRELATION_ID, ZkApi
 from klamm.zk.errors import ZkErrorCode
 from klamm.zk.server import ZkServer
@@ -84,3 +85,54 @@ async def test_garbage_frame_closes_only_that_connection(zk_server: ZkServer,
     assert "exceeds the limit" in body["message"]
     assert await raw2.closed()
     assert await client.create("/still-serving") == "/still-serving"
+
+
+async def test_every_kind_of_bad_input_gets_a_clear_error_while_others_are_served(
+        zk_server: ZkServer, zk: ClientFactory) -> None:
+    bystander, observer = await zk(), await zk()
+    await bystander.create("/live", ephemeral=True)
+    await observer.create("/watched", b"0")
+    seen = WatchQueue()
+    await bystander.get("/watched", watch=seen)
+    raw = await Raw.open(zk_server.port)
+    assert (await raw.call(ZkApi.CONNECT, {"session_id": 0, "timeout_ms": 1000}))["error"] == 0
+    limit = zk_server.config.max_node_bytes
+    cases: list[tuple[int, Any, ZkErrorCode, str]] = [
+        (ZkApi.CREATE, {"path": "/a/../b"}, ZkErrorCode.BAD_ARGUMENTS, "'..'"),
+        (ZkApi.CREATE, {"path": "/a/"}, ZkErrorCode.BAD_ARGUMENTS, "end with '/'"),
+        (ZkApi.GET, {"path": "relative"}, ZkErrorCode.BAD_ARGUMENTS, "starting with '/'"),
+        (ZkApi.EXISTS, {"path": "/a\x00b"}, ZkErrorCode.BAD_ARGUMENTS, "control character"),
+        (ZkApi.CREATE, {"path": "/" + "x" * 1100}, ZkErrorCode.BAD_ARGUMENTS, "longer than"),
+        (ZkApi.DELETE, {"path": "//a"}, ZkErrorCode.BAD_ARGUMENTS, "empty"),
+        (ZkApi.CREATE, {"path": "/big", "data": b"x" * (limit + 1)},
+         ZkErrorCode.DATA_TOO_LARGE, f"exceeds max.node.bytes ({limit})"),
+        (ZkApi.SET, {"path": "/watched", "data": b"x" * (limit + 1)},
+         ZkErrorCode.DATA_TOO_LARGE, "max.node.bytes"),
+        (ZkApi.MULTI, {"ops": [{"op": "create", "path": "/m"},
+                               {"op": "set", "path": "/m", "data": b"x" * (limit + 1)}]},
+         ZkErrorCode.DATA_TOO_LARGE, "max.node.bytes"),
+        (4242, {}, ZkErrorCode.UNKNOWN_OP, "unknown operation 4242"),
+        (ZkApi.MULTI, {"ops": [{"op": "create", "path": "/m"}, {"op": "rename", "path": "/m"}]},
+         ZkErrorCode.UNKNOWN_OP, "'rename'"),
+        (ZkApi.MULTI, {"ops": []}, ZkErrorCode.BAD_ARGUMENTS, "at least one op"),
+        (ZkApi.MULTI, {"ops": [7]}, ZkErrorCode.INVALID_REQUEST, "must be a map"),
+        (ZkApi.SET, {"path": "/watched", "data": "text, not bytes"},
+         ZkErrorCode.INVALID_REQUEST, "'data' must be bytes"),
+        (ZkApi.DELETE, {"path": "/watched", "version": "1"},
+         ZkErrorCode.INVALID_REQUEST, "'version' must be int"),
+        (ZkApi.GET, None, ZkErrorCode.INVALID_REQUEST, "'path'"),
+        (ZkApi.CONNECT, {"session_id": 0}, ZkErrorCode.INVALID_REQUEST, "already has a session"),
+    ]
+    for api, body, code, words in cases:
+        reply = await raw.call(api, body)
+        assert (reply["error"], api) == (code, api) and words in reply["message"], reply
+    assert "index" in (await raw.call(*cases[8][:2])) and zk_server.db.tree.exists("/m") is None
+    garbage = await Raw.open(zk_server.port)
+    garbage.writer.write(struct.pack(">II", 6, 2) + b"\x91\xc1" + b"zz")
+    assert (await garbage.next())[1]["event"] == "error" and await garbage.closed()
+    # the connection that sent bad requests, and every other session, are still served
+    assert (await raw.call(ZkApi.CREATE, {"path": "/fine"}))["error"] == 0
+    await observer.set("/watched", b"1")
+    assert await seen.get(5) == WatchedEvent(EventType.CHANGED, "/watched")
+    assert (await observer.exists("/live")).ephemeral_owner == bystander.session_id  # type: ignore[union-attr]
+    assert zk_server.expired_sessions == 0

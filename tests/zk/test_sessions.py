@@ -243,3 +243,40 @@ async def test_exists_and_child_watches_catch_up_after_reattach(
     await other.set("/q", b"now")  # the unchanged watch was re-registered and still works
     await client.exists("/q")
     assert untouched == [WatchedEvent(EventType.CHANGED, "/q")]
+
+
+async def test_heartbeats_keep_an_idle_session_and_its_ephemerals_alive(
+        zk_server: ZkServer, zk: ClientFactory) -> None:
+    observer = await zk(session_timeout_ms=5000)
+    idle = await zk(session_timeout_ms=400)
+    session = idle.session_id
+    await idle.create("/idle", ephemeral=True)
+    idle_until = time.monotonic() + 4 * 0.4  # the idle period under test: 4 timeouts
+    while time.monotonic() < idle_until:
+        await asyncio.sleep(0.05)
+    assert idle.session_id == session and zk_server.expired_sessions == 0
+    assert (await observer.exists("/idle")).ephemeral_owner == session  # type: ignore[union-attr]
+
+
+async def test_ephemeral_node_is_kept_through_an_outage_shorter_than_the_timeout(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    observer = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=2000)
+    session = client.session_id
+    await client.create("/eph", ephemeral=True)
+    proxy.refusing = True
+    proxy.cut()
+    outage_until = time.monotonic() + 0.6  # about a third of the timeout: well inside it
+    while time.monotonic() < outage_until:
+        assert client.state is not SessionState.EXPIRED
+        assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
+        await asyncio.sleep(0.05)
+    assert client.state is SessionState.SUSPENDED
+    proxy.refusing = False
+
+    async def back() -> bool:
+        return client.connected
+
+    await wait_until(back, 5)
+    assert client.session_id == session
+    assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
