@@ -10,7 +10,11 @@ satisfies it) without touching broker code:
 - election: ``LeaderElection`` is written against this protocol;
 - versioned compare-and-set: ``set``/``delete`` with ``version``, and atomic ``multi``
   with ``Check`` ops;
-- watches: one-shot ``watch=`` callbacks on get/exists/get_children.
+- watches: one-shot ``watch=`` callbacks on get/exists/get_children (sync or async
+  functions; a ``WatchQueue`` is such a callback and also an async iterator of events).
+
+``tests/zk/test_layering.py`` runs ``LeaderElection`` through a proxy exposing only these
+members, so the recipe cannot quietly start depending on ``ZkClient`` specifics.
 
 Errors are the ``klamm.zk.errors`` classes (NoNodeError, BadVersionError, ...).
 """

@@ -4,7 +4,8 @@ Whoever creates the ephemeral ``path`` is leader until the node goes (resign, se
 expiry, or the process dying: then the node vanishes after the session timeout). The others
 watch the node and race to create it when it is deleted. Leadership is lost exactly when the
 node is no longer ours; a SUSPENDED connection does not count as loss (the session may still
-be alive), but callers that must not act while unsure can check ``client.connected``.
+be alive), but callers that must not act while unsure can check that ``client.state`` is
+CONNECTED. Uses only the ``Coordination`` protocol, so it runs on any engine behind it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .coordination import Coordination
-from .errors import NodeExistsError, NoNodeError
+from .errors import ConnectionLossError, NodeExistsError, NoNodeError, ZkError
 from .events import SessionState, WatchedEvent
 
 
@@ -27,6 +28,7 @@ class LeaderElection:
         self.is_leader = False
         self._changed = asyncio.Event()
         self._lost = asyncio.Event()
+        self._checks: set[asyncio.Task[None]] = set()
         client.add_listener(self._on_state)
 
     def _on_state(self, state: SessionState) -> None:
@@ -37,13 +39,27 @@ class LeaderElection:
     def _on_event(self, event: WatchedEvent) -> None:
         self._changed.set()
         if self.is_leader:
-            asyncio.get_running_loop().create_task(self._verify())
+            task = asyncio.get_running_loop().create_task(self._verify())
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
 
     async def _verify(self) -> None:
-        with contextlib.suppress(Exception):
-            stat = await self.client.exists(self.path, watch=self._on_event)
+        """Check the node is still ours and re-arm the watch on it. A check cut off by a lost
+        connection is retried (it waits for the re-attach): without it the leader would
+        stop watching its own node."""
+        backoff = 0.02
+        while self.is_leader:
+            try:
+                stat = await self.client.exists(self.path, watch=self._on_event)
+            except ConnectionLossError:
+                await asyncio.sleep(backoff)  # expiry or close ends leadership, and the loop
+                backoff = min(backoff * 2, 1.0)
+                continue
+            except ZkError:
+                return
             if stat is None or stat.ephemeral_owner != self.client.session_id:
                 self._mark_lost()
+            return
 
     def _mark_lost(self) -> None:
         if self.is_leader:

@@ -77,3 +77,35 @@ async def test_run_cancels_the_leader_work_on_loss_and_campaigns_again(
         assert election.is_leader and await election.leader() == b"a"
     finally:
         runner.cancel()
+
+
+async def test_the_leader_keeps_watching_its_node_when_a_check_is_cut_off(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    a = await zk(hosts=proxy.address, session_timeout_ms=2000)
+    admin = await zk()
+    election = LeaderElection(a, "/ctl", b"a")
+    await election.campaign()
+    real_exists = a.exists
+    cut_off: list[bool] = []
+
+    async def exists_cut_off_once(path: str, watch=None):  # type: ignore[no-untyped-def]
+        call = asyncio.ensure_future(real_exists(path, watch=watch))
+        if not cut_off:
+            cut_off.append(True)
+            await asyncio.sleep(0)  # the request is on its way ...
+            proxy.cut()  # ... and its reply will never come
+        return await call
+
+    a.exists = exists_cut_off_once  # type: ignore[method-assign]
+    await admin.set("/ctl", b"touched")  # the leader's watch fires; its re-check is cut off
+    lost = asyncio.ensure_future(election.wait_lost())
+
+    async def rechecked() -> None:
+        while not (cut_off and a.connected and "/ctl" in a._data_watches):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(rechecked(), 5)
+    assert election.is_leader and not lost.done()
+    await admin.delete("/ctl")  # the re-armed watch still tells the leader
+    await asyncio.wait_for(lost, 5)
+    assert not election.is_leader
