@@ -67,16 +67,25 @@ class LeaderElection:
             self._lost.set()
 
     async def campaign(self) -> None:
-        """Return once this client is the leader (may wait for the current one to go)."""
+        """Return once this client is the leader (may wait for the current one to go).
+
+        A request cut off by a lost connection is retried once re-attached: its outcome is
+        unknown, but a node we did create is recognised as ours by its owner."""
+        backoff = 0.02
         while True:
             self._changed.clear()
             try:
-                await self.client.create(self.path, self.identifier, ephemeral=True,
-                                         makepath=True)
-                break
-            except NodeExistsError:
-                pass
-            stat = await self.client.exists(self.path, watch=self._on_event)
+                try:
+                    await self.client.create(self.path, self.identifier, ephemeral=True,
+                                             makepath=True)
+                    break
+                except NodeExistsError:
+                    pass
+                stat = await self.client.exists(self.path, watch=self._on_event)
+            except ConnectionLossError:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
             if stat is not None and stat.ephemeral_owner == self.client.session_id:
                 break  # ours from before a reconnect
             if stat is not None:

@@ -109,3 +109,26 @@ async def test_the_leader_keeps_watching_its_node_when_a_check_is_cut_off(
     await admin.delete("/ctl")  # the re-armed watch still tells the leader
     await asyncio.wait_for(lost, 5)
     assert not election.is_leader
+
+
+async def test_a_campaign_cut_off_mid_create_still_ends_with_one_leader(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    a = await zk(hosts=proxy.address, session_timeout_ms=2000)
+    observer = await zk()
+    real_create = a.create
+    cut_off: list[bool] = []
+
+    async def create_cut_off_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        call = asyncio.ensure_future(real_create(*args, **kwargs))
+        if not cut_off:
+            cut_off.append(True)
+            await asyncio.sleep(0)
+            proxy.cut()
+        return await call
+
+    a.create = create_cut_off_once  # type: ignore[method-assign]
+    election = LeaderElection(a, "/ctl", b"a")
+    await asyncio.wait_for(election.campaign(), 5)
+    assert cut_off and election.is_leader
+    stat = await observer.exists("/ctl")
+    assert stat is not None and stat.ephemeral_owner == a.session_id
