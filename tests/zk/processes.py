@@ -1,4 +1,5 @@
-"""A real coordination server process (``python -m klamm.zk``) for kill -9 tests."""
+"""A real coordination server process (``python -m klamm.zk``, or ``klamm zk start`` with
+``cli=True``) for kill -9 tests."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ READY = re.compile(r"listening on (\S+):(\d+)")
 
 
 class ZkProcess:
-    def __init__(self, data_dir: str, port: int = 0, *overrides: str) -> None:
+    def __init__(self, data_dir: str, port: int = 0, *overrides: str, cli: bool = False) -> None:
         self.data_dir = data_dir
         self.port = port
         self.overrides = overrides
+        self.cli = cli
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
@@ -26,7 +28,8 @@ class ZkProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "ZkProcess":
-        args = [sys.executable, "-m", "klamm.zk", "--listen", f"127.0.0.1:{self.port}",
+        command = ["klamm.broker.cli", "zk", "start"] if self.cli else ["klamm.zk"]
+        args = [sys.executable, "-m", *command, "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", self.data_dir]
         for item in self.overrides:
             args += ["--override", item]

@@ -61,3 +61,22 @@ def test_ephemeral_node_from_the_cli_is_gone_when_the_command_exits(server: ZkPr
 def test_start_rejects_an_unknown_config_key(tmp_path: Path) -> None:
     result = klamm("start", "--data-dir", str(tmp_path), "--override", "max.sesion.ms=1")
     assert result.returncode != 0 and "max.sesion.ms" in result.stderr
+
+
+def test_klamm_zk_start_serves_keeps_data_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    data = str(tmp_path / "zk")
+    server = ZkProcess(data, 0, "max.node.bytes=64", cli=True).start()
+    try:
+        z = ["-z", server.hosts]
+        assert klamm("create", "/cluster-a/x", "1", "--makepath", *z).returncode == 0
+        assert klamm("get", "/x", "-z", f"{server.hosts}/cluster-a").stdout == "1\n"  # chroot
+        result = klamm("set", "/cluster-a/x", "y" * 65, *z)
+        assert result.returncode != 0 and "DataTooLargeError" in result.stderr  # --override
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    again = ZkProcess(data, cli=True).start()
+    try:
+        assert klamm("get", "/cluster-a/x", "-z", again.hosts).stdout == "1\n"
+    finally:
+        again.kill()

@@ -10,6 +10,7 @@ from klamm.zk import (BadArgumentsError, BadVersionError, Check, Create, DataToo
                       Delete, EventType, NodeExistsError, NoNodeError, NotEmptyError, SetData,
                       WatchedEvent, WatchQueue, ZkClient)
 from klamm.zk.errors import NoChildrenForEphemeralsError
+from klamm.zk.server import ZkServer
 from tests.zk.conftest import ClientFactory
 
 
@@ -161,3 +162,23 @@ async def test_sequential_suffixes_are_unique_and_follow_creation_order(
     assert by_zxid == sorted(created)  # suffix order is creation order
     for paths in (created[i:i + 10] for i in range(0, 60, 10)):
         assert paths == sorted(paths)  # each client's own creates increase
+
+
+async def test_a_failed_multi_fires_no_watch_and_uses_no_zxid(zk_server: ZkServer,
+                                                              zk: ClientFactory) -> None:
+    a, b = await zk(), await zk()
+    await a.create("/m", b"0")
+    data_seen, child_seen = WatchQueue(), WatchQueue()
+    await b.get("/m", watch=data_seen)
+    await b.get_children("/m", watch=child_seen)
+    before = zk_server.db.tree.last_zxid
+    with pytest.raises(NodeExistsError) as info:
+        await a.multi([SetData("/m", b"1", 0), Create("/m/c"), Create("/m/c")])
+    assert info.value.index == 2  # type: ignore[attr-defined]
+    await b.exists("/m")  # an event from the failed multi would arrive before this reply
+    assert data_seen.pending() == 0 and child_seen.pending() == 0
+    assert zk_server.db.tree.last_zxid == before and (await b.get("/m"))[1].version == 0
+    await a.multi([SetData("/m", b"1", 0), Create("/m/c")])
+    assert zk_server.db.tree.last_zxid == before + 1  # one transaction, one zxid
+    assert await data_seen.get(5) == WatchedEvent(EventType.CHANGED, "/m")
+    assert await child_seen.get(5) == WatchedEvent(EventType.CHILD, "/m")

@@ -9,8 +9,9 @@ import pytest
 
 from klamm.zk import snapshot as snapshots
 from klamm.zk.database import ZkDatabase
-from klamm.zk.tree import TreeImage
-from klamm.zk.txn import CreateSessionTxn, CreateTxn, DeleteTxn, SetTxn
+from klamm.zk.tree import DataTree, TreeImage
+from klamm.zk.txn import (CheckTxn, CloseSessionTxn, CreateSessionTxn, CreateTxn, DeleteTxn,
+                          MultiTxn, SetTxn)
 from klamm.zk.txnlog import encode_record, log_files, scan
 
 
@@ -191,3 +192,26 @@ async def test_sequential_suffixes_keep_increasing_across_a_restart(tmp_path: Pa
     after = again.apply(CreateTxn("/q/s-", sequential=True))[0]
     assert names == sorted(names) and after > names[-1]
     await again.close()
+
+
+async def test_the_log_replayed_into_a_bare_tree_gives_the_same_tree(tmp_path: Path) -> None:
+    """What a follower of a replicated log would do: the tree needs nothing but the records."""
+    db = await open_db(tmp_path, log_roll_bytes=1024)
+    db.apply(CreateSessionTxn(9, 1000, b"pw"))
+    for i in range(30):
+        db.apply(CreateTxn(f"/d/n{i}", b"v" * 40, ephemeral_owner=9 if i % 3 == 0 else 0,
+                           makepath=True))
+        _, _, zxid = db.apply(SetTxn(f"/d/n{i}", b"w"))
+        if i % 5 == 0:
+            await wait_durable(db, zxid)  # separate group commits, so the log rolls
+    db.apply(MultiTxn((CheckTxn("/d/n1", 1), DeleteTxn("/d/n1"),
+                       CreateTxn("/d/s-", sequential=True))))
+    db.apply(CloseSessionTxn(9))
+    await db.close()
+    assert len(log_files(tmp_path)) > 1
+    follower = DataTree()
+    for _, path in log_files(tmp_path):
+        records, _ = scan(path.read_bytes())
+        for rec in records:
+            follower.apply(rec.txn, rec.zxid, rec.time_ms)
+    assert follower.dump() == db.tree.dump()
