@@ -12,6 +12,7 @@ only hands the fds to a thread for fsync).
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_left
 from typing import Any
@@ -21,7 +22,7 @@ class CorruptIndex(Exception):
     """The index file does not describe its segment; the segment rebuilds it from the log."""
 
 
-class SparseIndex:
+class SparseIndex(ABC):
     ENTRY_SIZE: int  # bytes per entry on disk
     _rel: array[Any]  # relative offsets, increasing: the column truncation cuts at
 
@@ -36,20 +37,21 @@ class SparseIndex:
         self._clear()
 
     # ------------------------------------------------------------------ per index
+    @abstractmethod
     def _columns(self) -> tuple[array[Any], ...]:
-        raise NotImplementedError
+        """Every column, for truncation."""
 
+    @abstractmethod
     def _clear(self) -> None:
         """Start with empty columns."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _parse(self, data: bytes) -> None:
         """Fill the columns from the file's bytes; raise CorruptIndex if they are unordered."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _encode(self, start: int) -> bytes:
         """The file bytes of entries ``start`` and after."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ state
     @property
