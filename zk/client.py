@@ -100,6 +100,8 @@ class _Conn(asyncio.Protocol):
                 fut.set_exception(ConnectionLossError("connection to the coordination "
                                                       "service lost"))
         self.pending.clear()
+        if self.client._conn is self:  # requests from now on wait for the re-attach
+            self.client._connected.clear()
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -166,7 +168,7 @@ class ZkClient:
         if self._closing:
             return
         self._closing = True
-        if self._conn is not None and self.state is SessionState.CONNECTED:
+        if self._conn is not None and self._connected.is_set():  # else CLOSE cannot go out
             with contextlib.suppress(ZkError, OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._send(ZkApi.CLOSE, {}), self.connect_timeout)
         if self._supervisor is not None:
@@ -409,13 +411,14 @@ class ZkClient:
                     table: dict[str, list[WatchFn]], keep_on_no_node: bool = False
                     ) -> dict[str, Any]:
         full = self._root(path)
+        added = watch is not None and watch not in table.get(path, [])
         if watch is not None:  # before sending: the event may arrive right after the reply
             self._add_watch(table, path, watch)
         try:
             reply = await self._send(api, {"path": full, "watch": watch is not None})
         except ZkError:
-            if watch is not None:
-                self._drop_watch(table, path, watch)
+            if added:  # a registration from an earlier successful read stays
+                self._drop_watch(table, path, watch)  # type: ignore[arg-type]
             raise
         return reply
 

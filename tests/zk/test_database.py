@@ -166,7 +166,7 @@ async def test_a_snapshot_holds_the_tree_at_its_zxid_while_writes_go_on(tmp_path
         _, _, last = db.apply(CreateTxn(f"/n{writes % 400}", b"again"))
         writes += 1
         if writes >= 50:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.002)  # pace the writes; the snapshot thread needs the GIL
     await wait_durable(db, last)
     final = db.tree.dump()
     await db.close()

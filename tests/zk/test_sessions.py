@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from klamm.zk import (ConnectionLossError, EventType, SessionExpiredError, SessionState,
-                      WatchedEvent, ZkClient)
+from klamm.zk import (ConnectionLossError, EventType, NodeExistsError, SessionExpiredError,
+                      SessionState, WatchedEvent, ZkClient)
 from klamm.zk.server import ZkServer
 from tests.support.proxy import FaultProxy
 from tests.zk.conftest import ClientFactory
@@ -280,3 +280,44 @@ async def test_ephemeral_node_is_kept_through_an_outage_shorter_than_the_timeout
     await wait_until(back, 5)
     assert client.session_id == session
     assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
+
+
+async def test_a_failed_read_does_not_drop_the_same_watch_set_by_an_earlier_read(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    other = await zk()
+    client = await zk(hosts=proxy.address, session_timeout_ms=2000)
+    await other.create("/a", b"0")
+    events: list[WatchedEvent] = []
+    await client.get("/a", watch=events.append)
+    again = asyncio.ensure_future(client.get("/a", watch=events.append))
+    await asyncio.sleep(0)  # the second read is on its way ...
+    proxy.cut()  # ... and fails with ConnectionLoss
+    with pytest.raises(ConnectionLossError):
+        await again
+    await client.exists("/a")  # re-attached, with the first read's watch re-sent
+    await other.set("/a", b"1")
+    await client.exists("/a")
+    assert events == [WatchedEvent(EventType.CHANGED, "/a")]
+
+
+async def test_a_retry_made_the_moment_a_request_fails_waits_for_the_reattach(
+        zk: ClientFactory, proxy: FaultProxy) -> None:
+    client = await zk(hosts=proxy.address, session_timeout_ms=2000)
+    session = client.session_id
+    failures: list[ConnectionLossError] = []
+
+    async def create_retrying(path: str) -> str:
+        try:
+            return await client.create(path)
+        except ConnectionLossError as exc:  # outcome unknown: retry at once, as callers do
+            failures.append(exc)
+            try:
+                return await client.create(path)
+            except NodeExistsError:
+                return path  # the first attempt did land
+
+    first = asyncio.ensure_future(create_retrying("/retried"))
+    await asyncio.sleep(0)  # the request is written ...
+    proxy.cut()  # ... and the connection dies under it
+    assert await asyncio.wait_for(first, 5) == "/retried"
+    assert len(failures) == 1 and client.session_id == session

@@ -134,3 +134,16 @@ async def test_one_callback_set_by_several_reads_gets_a_deletion_once(
     assert await seen.get(5) == WatchedEvent(EventType.DELETED, "/d")
     await a.exists("/d")  # a second delivery would arrive before this reply
     assert seen.pending() == 0
+
+
+async def test_a_clients_own_write_fires_its_watch_before_the_write_returns(
+        zk: ClientFactory) -> None:
+    a = await zk()
+    await a.create("/own", b"0")
+    events: list[WatchedEvent] = []
+    await a.get("/own", watch=events.append)
+    await a.get_children("/", watch=events.append)
+    await a.set("/own", b"1")
+    assert events == [WatchedEvent(EventType.CHANGED, "/own")]
+    await a.delete("/own")
+    assert events[1:] == [WatchedEvent(EventType.CHILD, "/")]
