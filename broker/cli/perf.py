@@ -8,6 +8,7 @@ Latency of ``perf produce`` is send() to acknowledgement, sampled on one record 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import struct
@@ -21,6 +22,14 @@ import click
 from .common import bootstrap_option, run
 
 _VALUE = itemgetter(6)  # ConsumerRecord.value
+
+
+def freeze_startup_objects() -> None:
+    """Take what exists once the client is up (modules, click, pydantic models) out of the
+    collector's view, as a long-running application would after its imports: full
+    collections then scan only what the workload allocates. At 100-byte records this is
+    ~15% of producer time; records themselves are untouched."""
+    gc.freeze()
 
 LATENCY_SAMPLE = 64
 PROGRESS_SECONDS = 5.0
@@ -149,6 +158,7 @@ async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_siz
                         linger_ms=linger_ms, compression_type=compression,
                         max_request_size=max(1 << 20, batch_size * 4)) as producer:
         await producer.partitions_for(topic)
+        freeze_startup_objects()
         perf_counter = time.perf_counter
         send = producer.send
         latencies = stats.latencies_ms
@@ -210,6 +220,7 @@ async def _perf_consume(topic: str, bootstrap: str, num_records: int, fetch_max_
             raise click.ClickException(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
+        freeze_startup_objects()
         await consumer.seek_to_beginning(*tps)
         stats = Stats(0)
         while stats.records < num_records:
@@ -264,6 +275,7 @@ async def _perf_e2e(topic: str, bootstrap: str, num_records: int, throughput: fl
             Consumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=500) as consumer:
         await producer.partitions_for(topic)
         consumer.assign([tp])
+        freeze_startup_objects()
         await consumer.seek_to_end(tp)
         await consumer.position(tp)
 
