@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import crc32c
 import msgpack
 
-from .txnlog import fsync_dir
+from .files import fsync_dir, numbered_files
 
 if TYPE_CHECKING:
     from .tree import TreeImage
@@ -33,12 +33,7 @@ CHUNK_ROWS = 1024
 
 
 def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in directory.glob(PREFIX + "*"):
-        suffix = p.name[len(PREFIX):]
-        if suffix.isdigit():
-            out.append((int(suffix), p))
-    return sorted(out)
+    return numbered_files(directory, PREFIX)
 
 
 def encode_snapshot(image: dict[str, Any]) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 import crc32c
 import msgpack
 
+from .files import fsync_dir, numbered_files
 from .txn import Txn, decode_txn, encode_txn
 
 log = logging.getLogger(__name__)
@@ -70,20 +71,7 @@ def scan(data: bytes | memoryview, expect_zxid: int | None = None
 
 
 def log_files(directory: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in directory.glob(PREFIX + "*"):
-        suffix = p.name[len(PREFIX):]
-        if suffix.isdigit():
-            out.append((int(suffix), p))
-    return sorted(out)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return numbered_files(directory, PREFIX)
 
 
 class TxnLog:

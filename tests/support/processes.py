@@ -1,4 +1,5 @@
-"""Real broker processes for tests that kill -9, SIGTERM, or restart them."""
+"""Real server processes (broker, coordination service) for tests that kill -9, SIGTERM, or
+restart them."""
 
 from __future__ import annotations
 
@@ -9,41 +10,39 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 READY = re.compile(r"listening on (\S+):(\d+)")
 
 
-class BrokerProcess:
-    """``python -m klamm.broker`` with its output collected; ``start`` waits for readiness."""
+class ServerProcess(ABC):
+    """A ``python -m ...`` child whose output is collected; ``start`` waits for the line saying
+    which port it listens on (so nothing sleeps), and learns the port from it."""
 
-    def __init__(self, data_dir: str, *, port: int = 0, extra: Sequence[str] = (),
-                 overrides: dict[str, object] | None = None) -> None:
+    what = "server"
+
+    def __init__(self, data_dir: str, port: int = 0) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.extra = list(extra)
-        self.overrides = dict(overrides or {})
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    @abstractmethod
+    def command(self) -> list[str]:
+        """Arguments after ``python -m``."""
 
-    def start(self, timeout: float = 30.0) -> "BrokerProcess":
-        args = [sys.executable, "-m", "klamm.broker", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", self.data_dir, *self.extra]
-        for key, value in self.overrides.items():
-            args += ["--override", f"{key}={value}"]
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
         self._ready.clear()
         self.output = []
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([sys.executable, "-m", *self.command()],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(timeout):
             self.kill()
-            raise RuntimeError("broker did not become ready:\n" + "".join(self.output))
+            raise RuntimeError(f"{self.what} did not become ready:\n" + "".join(self.output))
         return self
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
@@ -74,3 +73,30 @@ class BrokerProcess:
                 return True
             time.sleep(0.02)
         return False
+
+
+class BrokerProcess(ServerProcess):
+    """``python -m klamm.broker`` with ``--override key=value`` for each of ``overrides``."""
+
+    what = "broker"
+
+    def __init__(self, data_dir: str, *, port: int = 0, extra: Sequence[str] = (),
+                 overrides: dict[str, object] | None = None) -> None:
+        super().__init__(data_dir, port)
+        self.extra = list(extra)
+        self.overrides = dict(overrides or {})
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        args = ["klamm.broker", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
+                self.data_dir, *self.extra]
+        for key, value in self.overrides.items():
+            args += ["--override", f"{key}={value}"]
+        return args
+
+    def start(self, timeout: float = 30.0) -> "BrokerProcess":
+        super().start(timeout)
+        return self
