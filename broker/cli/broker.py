@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -12,10 +13,10 @@ from ..config import BrokerConfig, load_properties
 from .errors import CliError
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str, option: str = "--listen") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise CliError(f"--listen must look like HOST:PORT, got {value!r}")
+        raise CliError(f"{option} must look like HOST:PORT, got {value!r}")
     return host or "127.0.0.1", int(port)
 
 
@@ -30,7 +31,8 @@ def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[Br
 
 
 def _start(config_file: str | None, listen: str | None, data_dir: str | None,
-           broker_id: int | None, overrides: tuple[str, ...]) -> None:
+           broker_id: int | None, overrides: tuple[str, ...],
+           zk_listen: str | None = None) -> None:
     from ..runner import run
 
     values: dict[str, Any] = {}
@@ -46,7 +48,14 @@ def _start(config_file: str | None, listen: str | None, data_dir: str | None,
             raise CliError(f"--override must look like key=value, got {item!r}")
         values[key.strip()] = value.strip()
     config, explicit = build_config(config_file, values)
-    run(config, explicit)
+    zk_config = None
+    if zk_listen:
+        from klamm.zk.config import ZkConfig
+
+        host, port = parse_listen(zk_listen, "--zk-listen")
+        zk_config = ZkConfig.build({"host": host, "port": port,
+                                    "data_dir": os.path.join(config.log_dir, "zk")})
+    run(config, explicit, zk_config)
 
 
 _listen = click.option("--listen", metavar="HOST:PORT",
@@ -61,15 +70,20 @@ _override = click.option("--override", "overrides", multiple=True, metavar="KEY=
 @click.command()
 @_listen
 @_data_dir
+@click.option("--zk-listen", metavar="HOST:PORT",
+              help="Also run the coordination service in this process, on this address "
+                   "(data in DATA_DIR/zk); `klamm zk ls / -z HOST:PORT` then works.")
 @_override
-def standalone(listen: str | None, data_dir: str | None, overrides: tuple[str, ...]) -> None:
+def standalone(listen: str | None, data_dir: str | None, zk_listen: str | None,
+               overrides: tuple[str, ...]) -> None:
     """Run an all-in-one single-node broker (no external services needed).
 
     \b
     Example:
       klamm standalone --data-dir ./klamm-data --listen 127.0.0.1:9092
+      klamm standalone --zk-listen 127.0.0.1:2181
     """
-    _start(None, listen, data_dir or "./klamm-data", None, overrides)
+    _start(None, listen, data_dir or "./klamm-data", None, overrides, zk_listen)
 
 
 @click.group()
