@@ -69,35 +69,29 @@ def pydantic_deserializer(model: type[M]) -> Callable[[bytes], M]:
 
 def resolve_serializer(spec: Any) -> Serializer | None:
     """None for plain bytes (no call on the hot path), else a callable."""
-    if spec is None or spec == "bytes":
-        return None
-    if isinstance(spec, str):
-        try:
-            return SERIALIZERS[spec]
-        except KeyError:
-            raise ValueError(f"unknown serializer {spec!r}; use one of "
-                             f"{', '.join(SERIALIZERS)} or a callable") from None
-    if isinstance(spec, type) and issubclass(spec, BaseModel):
-        return pydantic_serializer(spec)
-    if callable(spec):
-        return spec  # type: ignore[no-any-return]
-    raise ValueError(f"a serializer must be a name or a callable, got {spec!r}")
+    return _resolve(spec, "serializer", SERIALIZERS, pydantic_serializer)
 
 
 def resolve_deserializer(spec: Any) -> Deserializer | None:
+    return _resolve(spec, "deserializer", DESERIALIZERS, pydantic_deserializer)
+
+
+def _resolve(spec: Any, kind: str, named: dict[str, Any],
+             for_model: Callable[[Any], Any]) -> Any:
     if spec is None or spec == "bytes":
         return None
     if isinstance(spec, str):
         try:
-            return DESERIALIZERS[spec]
+            return named[spec]
         except KeyError:
-            raise ValueError(f"unknown deserializer {spec!r}; use one of bytes, "
-                             f"{', '.join(DESERIALIZERS)} or a callable") from None
+            names = ", ".join(["bytes", *(n for n in named if n != "bytes")])
+            raise ValueError(f"unknown {kind} {spec!r}; use one of {names} or a "
+                             f"callable") from None
     if isinstance(spec, type) and issubclass(spec, BaseModel):
-        return pydantic_deserializer(spec)
+        return for_model(spec)
     if callable(spec):
-        return spec  # type: ignore[no-any-return]
-    raise ValueError(f"a deserializer must be a name or a callable, got {spec!r}")
+        return spec
+    raise ValueError(f"a {kind} must be a name or a callable, got {spec!r}")
 
 
 def apply(serializer: Serializer | None, obj: Any, what: str) -> bytes | None:

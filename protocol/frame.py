@@ -98,6 +98,14 @@ def encode_response(correlation_id: int, body: Any, payload: bytes = b"") -> byt
     return encode_response_head(correlation_id, body, len(payload)) + payload
 
 
+def check_prefix(length: int, meta_len: int, max_frame_bytes: int) -> None:
+    """Refuse a frame from its prefix alone, before anything is allocated for it."""
+    if length > max_frame_bytes:
+        raise FrameTooLarge(length, max_frame_bytes)
+    if length < 4 or meta_len > length - 4:
+        raise FrameError(f"frame length {length} cannot hold metadata of {meta_len} bytes")
+
+
 class FrameDecoder:
     """Turns a byte stream into (meta, payload) pairs; never buffers more than one frame.
 
@@ -123,10 +131,7 @@ class FrameDecoder:
         end = len(buf)
         while end - pos >= PREFIX_SIZE:
             length, meta_len = PREFIX.unpack_from(buf, pos)
-            if length > self._max:
-                raise FrameTooLarge(length, self._max)
-            if length < 4 or meta_len > length - 4:
-                raise FrameError(f"frame length {length} cannot hold metadata of {meta_len} bytes")
+            check_prefix(length, meta_len, self._max)
             stop = pos + 4 + length
             if stop > end:
                 break
@@ -219,10 +224,7 @@ class FrameReader:
         start, end = self._start, self._end
         while end - start >= PREFIX_SIZE:
             length, meta_len = PREFIX.unpack_from(view, start)
-            if length > self._max:
-                raise FrameTooLarge(length, self._max)
-            if length < 4 or meta_len > length - 4:
-                raise FrameError(f"frame length {length} cannot hold metadata of {meta_len} bytes")
+            check_prefix(length, meta_len, self._max)
             stop = start + 4 + length
             if stop <= end:
                 frame = memoryview(bytes(view[start + PREFIX_SIZE:stop]))

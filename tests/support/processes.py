@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -64,15 +63,6 @@ class ServerProcess(ABC):
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
-
-    def wait_for_output(self, pattern: str, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            if any(rx.search(line) for line in list(self.output)):
-                return True
-            time.sleep(0.02)
-        return False
 
 
 class BrokerProcess(ServerProcess):
