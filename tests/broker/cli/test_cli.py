@@ -109,15 +109,19 @@ def test_standalone_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
                             "--data-dir", str(tmp_path / "sa"), "--listen", "127.0.0.1:0"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert out.stdout is not None
-    line = out.stdout.readline()
-    while "listening on" not in line:
-        assert line, "standalone exited before listening"
+    try:
         line = out.stdout.readline()
-    address = line.split("listening on ")[1].split()[0]
-    assert klamm("topics", "create", "s", "-b", address).returncode == 0
-    out.terminate()
-    assert out.wait(30) == 0
-    assert (tmp_path / "sa" / "s-0").is_dir()
+        while "listening on" not in line:
+            assert line, "standalone exited before listening"
+            line = out.stdout.readline()
+        address = line.split("listening on ")[1].split()[0]
+        assert klamm("topics", "create", "s", "-b", address).returncode == 0
+        out.terminate()
+        assert out.wait(30) == 0
+        assert (tmp_path / "sa" / "s-0").is_dir()
+    finally:
+        out.kill()  # a no-op once it exited; never leave it running after a failure
+        out.wait(30)
 
 
 def test_standalone_can_embed_the_coordination_service(tmp_path: Path) -> None:
@@ -126,17 +130,21 @@ def test_standalone_can_embed_the_coordination_service(tmp_path: Path) -> None:
                              "--zk-listen", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    addresses: dict[str, str] = {}
-    while len(addresses) < 2:
-        line = proc.stdout.readline()
-        assert line, f"standalone exited before listening: {addresses}"
-        if line.startswith("klamm ") and "listening on" in line:  # not a log line
-            addresses[line.split()[1]] = line.split("listening on ")[1].split()[0]
-    zk, broker = addresses["zk"], addresses["broker"]
-    created = klamm("zk", "create", "/cluster", "one", "-z", zk)
-    assert created.returncode == 0, created.stderr
-    assert klamm("zk", "get", "/cluster", "-z", zk).stdout.strip() == "one"
-    assert klamm("topics", "create", "s", "-b", broker).returncode == 0
-    proc.terminate()
-    assert proc.wait(30) == 0
-    assert (tmp_path / "sa" / "zk").is_dir() and (tmp_path / "sa" / "s-0").is_dir()
+    try:
+        addresses: dict[str, str] = {}
+        while len(addresses) < 2:
+            line = proc.stdout.readline()
+            assert line, f"standalone exited before listening: {addresses}"
+            if line.startswith("klamm ") and "listening on" in line:  # not a log line
+                addresses[line.split()[1]] = line.split("listening on ")[1].split()[0]
+        zk, broker = addresses["zk"], addresses["broker"]
+        created = klamm("zk", "create", "/cluster", "one", "-z", zk)
+        assert created.returncode == 0, created.stderr
+        assert klamm("zk", "get", "/cluster", "-z", zk).stdout.strip() == "one"
+        assert klamm("topics", "create", "s", "-b", broker).returncode == 0
+        proc.terminate()
+        assert proc.wait(30) == 0
+        assert (tmp_path / "sa" / "zk").is_dir() and (tmp_path / "sa" / "s-0").is_dir()
+    finally:
+        proc.kill()  # a no-op once it exited; never leave it running after a failure
+        proc.wait(30)
