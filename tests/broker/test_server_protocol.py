@@ -63,6 +63,37 @@ async def test_fetch_from_offset_inside_batch_returns_that_batch(broker: BrokerS
     await conn.close()
 
 
+async def test_fetch_honours_partition_and_response_byte_limits(broker: BrokerServer) -> None:
+    conn = await RawConnection.open(broker.bootstrap)
+    await create_topic(conn, "lim", partitions=2)
+    one = batch([b"v" * 1000])  # each batch is a little over 1 KB
+    for partition in (0, 1):
+        for _ in range(5):
+            await produce(conn, "lim", one, partition)
+    size = len(one)
+
+    def body(partition_max: int, max_bytes: int) -> dict:
+        return {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": max_bytes,
+                "topics": [{"topic": "lim", "partitions": [
+                    {"partition": p, "fetch_offset": 0, "partition_max_bytes": partition_max}
+                    for p in (0, 1)]}]}
+
+    # Per partition: whole batches up to its limit, from each partition.
+    r = await conn.call(ApiKey.FETCH, body(2 * size + 10, 50 << 20))
+    sizes = [p["records_size"] for p in r.body["topics"][0]["partitions"]]
+    assert sizes == [2 * size, 2 * size] and len(r.payload) == 4 * size
+    # Per response: the budget runs out in partition 0; partition 1 gets nothing.
+    r = await conn.call(ApiKey.FETCH, body(10 * size, 3 * size + 10))
+    sizes = [p["records_size"] for p in r.body["topics"][0]["partitions"]]
+    assert sizes == [3 * size, 0]
+    assert [h.records_count for h, _ in iter_batches(bytes(r.payload))] == [1, 1, 1]
+    # A first batch larger than both limits still comes back whole, so a consumer progresses.
+    r = await conn.call(ApiKey.FETCH, body(10, 10))
+    sizes = [p["records_size"] for p in r.body["topics"][0]["partitions"]]
+    assert sizes == [size, 0]
+    await conn.close()
+
+
 async def test_long_poll_fetch_is_woken_by_the_append(broker: BrokerServer) -> None:
     consumer = await RawConnection.open(broker.bootstrap)
     producer = await RawConnection.open(broker.bootstrap)
