@@ -73,9 +73,11 @@ class _Slot:
 class ClientConnection(asyncio.BufferedProtocol):
     def __init__(self, server: "BrokerServer") -> None:
         self.server = server
-        # 64 KiB of scratch per connection; requests over 16 KiB get a buffer of their own.
+        # 64 KiB of scratch per connection; requests over 16 KiB get a buffer of their own,
+        # and one such buffer is kept for the next (a produce is written to the log at once).
         self._reader = FrameReader(server.config.socket_request_max_bytes,
-                                   scratch_bytes=64 * 1024, direct_threshold=16 * 1024)
+                                   scratch_bytes=64 * 1024, direct_threshold=16 * 1024,
+                                   spare_buffers=1)
         self._queue: collections.deque[_Slot] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._writer: ZeroCopyWriter | None = None

@@ -174,17 +174,20 @@ class FrameReader:
     into buffers this class hands out, and complete frames come back as (meta, payload).
 
     Small frames land in one reusable scratch buffer and are copied out once. A frame that
-    is larger than ``direct_threshold`` and not yet complete gets its own bytearray, allocated
+    is larger than ``direct_threshold`` and not yet complete gets a buffer of its own, taken
     when its declared length has passed the limit check, and the socket fills it directly:
     a large fetch response is never copied in user space, and the payload handed out is a
-    view of that frame's buffer. Pure state machine: no I/O, no event loop.
+    view of that frame's buffer. Those buffers are reused once no view of them is left (a
+    fresh multi-megabyte buffer per response costs page faults and zeroing on every fetch).
+    Pure state machine: no I/O, no event loop.
     """
 
     __slots__ = ("_scratch", "_view", "_start", "_end", "_max", "_direct", "_big",
-                 "_big_view", "_big_filled", "_big_meta")
+                 "_big_view", "_big_filled", "_big_meta", "_spares", "_spare_limit")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024) -> None:
+                 scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024,
+                 spare_buffers: int = 4) -> None:
         self._scratch = bytearray(scratch_bytes)
         self._view = memoryview(self._scratch)
         self._start = 0  # first unparsed byte in scratch
@@ -195,6 +198,8 @@ class FrameReader:
         self._big_view: memoryview | None = None
         self._big_filled = 0
         self._big_meta = 0
+        self._spares: list[bytearray] = []  # large-frame buffers, reusable when unviewed
+        self._spare_limit = spare_buffers
 
     @property
     def buffered(self) -> int:
@@ -232,8 +237,7 @@ class FrameReader:
                 start = stop
                 continue
             if 4 + length > self._direct:  # read the rest of it straight into its own buffer
-                self._big = bytearray(length - 4)
-                self._big_view = memoryview(self._big)
+                self._big, self._big_view = self._large_buffer(length - 4)
                 have = end - start - PREFIX_SIZE
                 self._big_view[:have] = view[start + PREFIX_SIZE:end]
                 self._big_filled = have
@@ -248,3 +252,31 @@ class FrameReader:
             start = 0
         self._start, self._end = start, end
         return frames
+
+    def _large_buffer(self, size: int) -> tuple[bytearray, memoryview]:
+        """A spare nobody views any more if one is big enough, else a new one (kept as a
+        spare, up to ``spare_buffers`` of them, replacing a smaller idle one when full)."""
+        smaller = -1
+        for i, buf in enumerate(self._spares):
+            if not _unviewed(buf):
+                continue
+            if len(buf) >= size:
+                return buf, memoryview(buf)[:size]
+            smaller = i
+        buf = bytearray(size + 1)
+        del buf[-1]  # one byte of slack: the unviewed check can then grow it without a copy
+        if len(self._spares) < self._spare_limit:
+            self._spares.append(buf)
+        elif smaller >= 0:
+            self._spares[smaller] = buf
+        return buf, memoryview(buf)
+
+
+def _unviewed(buf: bytearray) -> bool:
+    """True when no memoryview of ``buf`` is alive: only then may it be resized."""
+    try:
+        buf.append(0)
+    except BufferError:
+        return False
+    del buf[-1]
+    return True

@@ -82,3 +82,33 @@ def test_metadata_longer_than_the_frame_is_refused() -> None:
     buf[:10] = struct.pack(">II", 6, 50) + b"xx"
     with pytest.raises(FrameError):
         reader.buffer_updated(10)
+
+
+def _receive(reader: FrameReader, data: bytes) -> list[memoryview]:
+    """Deliver ``data``; return the payload views themselves (not copies)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        buf = reader.get_buffer()
+        n = min(len(buf), len(data) - pos)
+        buf[:n] = data[pos:pos + n]
+        pos += n
+        out += [payload for _, payload in reader.buffer_updated(n)]
+    return out
+
+
+def test_large_frame_buffers_are_reused_only_once_nothing_views_them() -> None:
+    reader = FrameReader(scratch_bytes=4096, direct_threshold=1024)
+    [first] = _receive(reader, encode_response(1, {}, b"a" * 50_000))
+    [second] = _receive(reader, encode_response(2, {}, b"b" * 40_000))
+    # The first payload is still held: the second frame must not have been written over it.
+    assert bytes(first) == b"a" * 50_000 and bytes(second) == b"b" * 40_000
+    first_buffer, second_buffer = first.obj, second.obj
+    assert first_buffer is not second_buffer
+    del first, second  # the application is done with both
+    [third] = _receive(reader, encode_response(3, {}, b"c" * 45_000))
+    assert third.obj is first_buffer or third.obj is second_buffer
+    assert bytes(third) == b"c" * 45_000
+    [fourth] = _receive(reader, encode_response(4, {}, b"d" * 60_000))  # bigger than both
+    assert fourth.obj is not first_buffer and fourth.obj is not second_buffer
+    assert bytes(third) == b"c" * 45_000 and bytes(fourth) == b"d" * 60_000
