@@ -8,7 +8,7 @@ known key, and pydantic's own errors already name the offending field.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -16,6 +16,25 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 class ConfigError(ValueError):
     """A configuration was rejected; the message names every offending key."""
+
+
+def parse_host_port(value: str, option: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT`` from a command line (an empty host means 127.0.0.1)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{option} must look like HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def parse_overrides(items: Sequence[str], option: str = "--override") -> dict[str, str]:
+    """``KEY=VALUE`` items from a command line, in order (a later key wins)."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} must look like key=value, got {item!r}")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def dotted(name: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from klamm.protocol.config import ConfigError
+from klamm.protocol.config import ConfigError, parse_host_port, parse_overrides
 
 from .config import ZkConfig
 from .runner import run
@@ -19,17 +19,10 @@ def build_config(listen: str | None, data_dir: str | None,
                  overrides: list[str]) -> ZkConfig:
     values: dict[str, object] = {}
     if listen:
-        host, sep, port = listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"--listen must look like HOST:PORT, got {listen!r}")
-        values["host"], values["port"] = host or "127.0.0.1", int(port)
+        values["host"], values["port"] = parse_host_port(listen)
     if data_dir:
         values["data.dir"] = data_dir
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--override must look like key=value, got {item!r}")
-        values[key.strip()] = value.strip()
+    values.update(parse_overrides(overrides))
     return ZkConfig.build(values)
 
 

@@ -7,17 +7,10 @@ from typing import Any
 
 import click
 
-from klamm.protocol.config import ConfigError
+from klamm.protocol.config import ConfigError, parse_host_port, parse_overrides
 
 from ..config import BrokerConfig, load_properties
 from .errors import CliError
-
-
-def parse_listen(value: str, option: str = "--listen") -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise CliError(f"{option} must look like HOST:PORT, got {value!r}")
-    return host or "127.0.0.1", int(port)
 
 
 def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[BrokerConfig,
@@ -37,22 +30,18 @@ def _start(config_file: str | None, listen: str | None, data_dir: str | None,
 
     values: dict[str, Any] = {}
     if listen:
-        values["host"], values["port"] = parse_listen(listen)
+        values["host"], values["port"] = parse_host_port(listen)
     if data_dir:
         values["log.dir"] = data_dir
     if broker_id is not None:
         values["broker.id"] = broker_id
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CliError(f"--override must look like key=value, got {item!r}")
-        values[key.strip()] = value.strip()
+    values.update(parse_overrides(overrides))
     config, explicit = build_config(config_file, values)
     zk_config = None
     if zk_listen:
         from klamm.zk.config import ZkConfig
 
-        host, port = parse_listen(zk_listen, "--zk-listen")
+        host, port = parse_host_port(zk_listen, "--zk-listen")
         zk_config = ZkConfig.build({"host": host, "port": port,
                                     "data_dir": os.path.join(config.log_dir, "zk")})
     run(config, explicit, zk_config)
