@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import RESULTS, ROOT, ServerProcess, machine
+from common import RESULTS, ROOT, ServerProcess, machine, set_affinity, split_cpus
 
 @dataclass
 class Workload:
@@ -37,6 +37,7 @@ class Workload:
     args: list[str]
     setup: list[list[str]] | None = None
     latency_target: bool = False  # judged by p99 latency, not throughput
+    pinned: bool = True  # broker and client on CPUs of their own (when the run pins at all)
 
 
 def page_cache_write_mb_s(directory: str, size: int = 1 << 30) -> float:
@@ -87,16 +88,20 @@ else:
 """
 
 
-def loopback_rtt_ms(count: int = 3000) -> tuple[float, float]:
-    """p50 and p99 round trip of 100 bytes between two uvloop processes, 1,000 per second."""
+def loopback_rtt_ms(server_cpus: set[int] | None, client_cpus: set[int] | None,
+                    count: int = 3000) -> tuple[float, float]:
+    """p50 and p99 round trip of 100 bytes between two uvloop processes, 1,000 per second,
+    placed on CPUs as the broker and its clients are."""
     server = subprocess.Popen([sys.executable, "-c", ECHO, "serve"], stdout=subprocess.PIPE,
                               text=True)
+    if server_cpus is not None:
+        set_affinity(server.pid, server_cpus)
     try:
         assert server.stdout is not None
         port = server.stdout.readline().strip()
-        out = subprocess.run([sys.executable, "-c", ECHO, "ping", port, str(count)],
-                             capture_output=True, text=True, check=True, timeout=120)
-        p50, p99 = (float(x) for x in out.stdout.split())
+        out = run_pinned([sys.executable, "-c", ECHO, "ping", port, str(count)], client_cpus,
+                         timeout=120)
+        p50, p99 = (float(x) for x in out.split())
         return p50, p99
     finally:
         server.kill()
@@ -107,11 +112,24 @@ def klamm(*args: str) -> list[str]:
     return [sys.executable, "-m", "klamm.broker.cli", *args]
 
 
-def run_json(cmd: list[str], timeout: float = 900) -> dict[str, float]:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def run_pinned(cmd: list[str], cpus: set[int] | None, timeout: float) -> str:
+    """Run ``cmd`` on ``cpus`` (pinned before the interpreter starts a thread); its stdout."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if cpus is not None:
+        set_affinity(proc.pid, cpus)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{out}\n{err}")
+    return out
+
+
+def run_json(cmd: list[str], cpus: set[int] | None, timeout: float = 900) -> dict[str, float]:
+    return json.loads(run_pinned(cmd, cpus, timeout).strip().splitlines()[-1])
 
 
 def workloads(quick: bool) -> list[Workload]:
@@ -133,7 +151,15 @@ def workloads(quick: bool) -> list[Workload]:
                  ["perf", "e2e", "lat", "--num-records", str(e2e), "--throughput", "1000",
                   "--record-size", "100", "--json"],
                  [["topics", "create", "lat", "--partitions", "1"]], latency_target=True),
+        Workload("end-to-end latency at 1,000 records/s, acks=1, processes not pinned",
+                 "(for comparison)",
+                 ["perf", "e2e", "lat", "--num-records", str(e2e), "--throughput", "1000",
+                  "--record-size", "100", "--json"], latency_target=True, pinned=False),
     ]
+
+
+def _cpu_list(cpus: set[int] | None) -> str:
+    return ",".join(map(str, sorted(cpus or ())))
 
 
 def median_run(results: list[dict[str, float]], key: str) -> dict[str, float]:
@@ -159,6 +185,12 @@ def render(info: dict[str, str], rows: list[dict[str, object]], command: str) ->
              f"(the floor under each hop of the end-to-end latency)",
              "- One broker process and one client process on loopback; the broker's data dir is "
              "on the local disk (page cache, no fsync per batch: the default flush policy).",
+             f"- CPU placement: {info.get('pinning', 'none')}"
+             + ("" if info.get("pinning", "none") == "none" else
+                " (pinned with sched_setaffinity, as broker and clients on separate machines "
+                "would be: left to itself the scheduler often wakes a client on the CPU the "
+                "broker is still busy on, and one then waits out the other's time slice; the "
+                "last row shows end-to-end latency with nothing pinned)") + ".",
              f"- Each workload ran {info['repeat']} time(s); the table shows the median run "
              f"(by records/s, or by p99 for latency) and the range of records/s over all runs.",
              "- Producer latency is send() to acknowledgement with an unthrottled producer, so it "
@@ -192,6 +224,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     parser.add_argument("--repeat", type=int, default=0,
                         help="runs of each workload (default 3, or 1 with --quick)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the scheduler place the broker and the clients on any CPU")
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the output from bench/results without running anything")
@@ -203,23 +237,30 @@ def main() -> None:
     info = machine()
     repeat = opts.repeat or (1 if opts.quick else 3)
     info["repeat"] = str(repeat)
+    broker_cpus, client_cpus = (None, None) if opts.no_pin else split_cpus()
+    info["pinning"] = "none" if broker_cpus is None else \
+        f"broker on CPU {_cpu_list(broker_cpus)}, clients on CPU {_cpu_list(client_cpus)}"
     rows: list[dict[str, object]] = []
     data_dir = tempfile.mkdtemp(prefix="klamm-bench-")
     try:
         info["page_cache_mb_s"] = f"{page_cache_write_mb_s(data_dir):.0f}"
-        p50, p99 = loopback_rtt_ms()
+        p50, p99 = loopback_rtt_ms(broker_cpus, client_cpus)
         info["rtt_p50_ms"], info["rtt_p99_ms"] = f"{p50:.4f}", f"{p99:.4f}"
         print(f"machine: {json.dumps(info)}", flush=True)
-        with ServerProcess("klamm.broker", data_dir) as broker:
+        with ServerProcess("klamm.broker", data_dir, broker_cpus) as broker:
+            assert broker.proc is not None
             for w in workloads(opts.quick):
+                if broker_cpus is None and not w.pinned:
+                    continue  # the same as the pinned row when nothing is pinned
                 for setup in w.setup or []:
                     subprocess.run(klamm(*setup, "-b", broker.address), check=True,
                                    capture_output=True)
                 cmd = klamm(*w.args, "-b", broker.address)
+                set_affinity(broker.proc.pid, broker_cpus if w.pinned else None)
                 runs = []
                 for i in range(repeat):
                     print(f"running: {w.name} ({i + 1}/{repeat})", flush=True)
-                    runs.append(run_json(cmd))
+                    runs.append(run_json(cmd, client_cpus if w.pinned else None))
                     print(f"  {json.dumps(runs[-1])}", flush=True)
                 rows.append({"name": w.name, "target": w.target,
                              "command": "klamm " + shlex.join(w.args), "runs": runs,
