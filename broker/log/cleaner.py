@@ -41,7 +41,7 @@ from klamm.protocol.records import (
     decode_raw_records,
 )
 
-from .files import CLEANED_SUFFIX, remove_quietly, segment_name
+from .files import CLEANED_SUFFIX, remove_quietly, segment_name, write_synced
 from .partition_log import PartitionLog
 from .segment import LogSegment, ScanStopped, read_batch_bytes
 
@@ -118,7 +118,7 @@ def compact_segments(directory: str, sources: list[SourceSegment], now_ms: int,
             path = os.path.join(directory, segment_name(src.base_offset) + ".log" +
                                 CLEANED_SUFFIX)
             written.append(path)
-            _write_file(path, out)
+            write_synced(path, out)
             result.cleaned[src.base_offset] = path
         return result
     except BaseException:
@@ -167,18 +167,6 @@ def _rewrite(src: SourceSegment, latest: dict[bytes, int], horizon: int,
                 log_append_time=bool(header.attributes & TIMESTAMP_TYPE_LOG_APPEND),
                 last_offset_delta=header.last_offset_delta))
     return (out if removed else None), removed, expiry
-
-
-def _write_file(path: str, chunks: list[bytes]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LogCleaner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -49,17 +50,23 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data``: after a crash the old or the new content is there."""
-    tmp = path + TMP_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def write_synced(path: str, chunks: Sequence[bytes]) -> None:
+    """Create or truncate ``path``, write every chunk fully and fsync it (not its directory)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: after a crash the old or the new content is there."""
+    tmp = path + TMP_SUFFIX
+    write_synced(tmp, (data,))
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path) or ".")
 
