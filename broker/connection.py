@@ -3,11 +3,13 @@
 The socket reads straight into the ``FrameReader``'s buffers (a large produce request lands
 in its own buffer and is written to the log from there, never copied in user space); each
 request is dispatched as soon as its frame is complete, so a client can pipeline. Answers
-leave in request order: a FIFO of reply slots, each either ready or waiting on a task (a
-long-poll fetch, an fsync, an acks=all wait). Every ready reply at the head of the FIFO after
-one read is coalesced into a single transport write. Replies carrying file regions are sent
-by the ``ZeroCopyWriter``; while one is being sent nothing else is written and reading is
-paused, which also bounds the memory a fast-pipelining client can make us hold.
+leave in request order: a FIFO of reply slots, each either ready, waiting on a task (an
+fsync, an acks=all wait) or a ``PendingReply`` that whoever makes it fills in, which pumps
+this connection at once (a parked long-poll fetch, answered from inside the append that fed
+it). Every ready reply at the head of the FIFO after one read is coalesced into a single
+transport write. Replies carrying file regions are sent by the ``ZeroCopyWriter``; while one
+is being sent nothing else is written and reading is paused, which also bounds the memory a
+fast-pipelining client can make us hold.
 
 A frame that cannot be parsed (garbage, over ``socket.request.max.bytes``) closes this
 connection only; an unknown api or a malformed body gets an error reply.
@@ -57,17 +59,48 @@ class Reply:
             self.on_sent = None
 
 
-HandlerResult = Reply | Awaitable[Reply] | None
+class PendingReply:
+    """A reply that arrives later without a task: whoever makes it calls ``resolve`` once.
+
+    ``on_cancel`` runs if the connection goes away first (to unpark whatever would resolve it).
+    """
+
+    __slots__ = ("reply", "on_cancel", "_listener")
+
+    def __init__(self) -> None:
+        self.reply: Reply | None = None
+        self.on_cancel: Callable[[], None] | None = None
+        self._listener: Callable[[], None] | None = None
+
+    def resolve(self, reply: Reply) -> None:
+        if self.reply is not None:
+            reply.release()
+            raise RuntimeError("a pending reply was resolved twice")
+        self.reply = reply
+        if self._listener is not None:
+            self._listener()
+
+    def cancel(self) -> None:
+        if self.reply is not None:
+            self.reply.release()
+        elif self.on_cancel is not None:
+            self.on_cancel()
+        self.on_cancel = self._listener = None
+
+
+HandlerResult = Reply | PendingReply | Awaitable[Reply] | None
 
 
 class _Slot:
-    __slots__ = ("correlation_id", "reply", "task")
+    __slots__ = ("correlation_id", "reply", "task", "pending")
 
     def __init__(self, correlation_id: int, reply: Reply | None,
-                 task: "asyncio.Task[Reply] | None") -> None:
+                 task: "asyncio.Task[Reply] | None" = None,
+                 pending: PendingReply | None = None) -> None:
         self.correlation_id = correlation_id
         self.reply = reply
         self.task = task
+        self.pending = pending
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -120,7 +153,10 @@ class ClientConnection(asyncio.BufferedProtocol):
                 continue
             cid = request.header.correlation_id
             if isinstance(result, Reply):
-                self._queue.append(_Slot(cid, result, None))
+                self._queue.append(_Slot(cid, result))
+            elif isinstance(result, PendingReply):
+                self._queue.append(_Slot(cid, None, pending=result))
+                result._listener = self._pump
             else:
                 task = asyncio.ensure_future(result)
                 slot = _Slot(cid, None, task)  # type: ignore[arg-type]
@@ -149,6 +185,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             slot = self._queue.popleft()
             if slot.reply is not None:
                 slot.reply.release()
+            elif slot.pending is not None:
+                slot.pending.cancel()
             elif slot.task is not None:
                 if not slot.task.done():
                     slot.task.cancel()  # a cancelled handler releases what it holds
@@ -167,11 +205,16 @@ class ClientConnection(asyncio.BufferedProtocol):
             slot = queue[0]
             reply = slot.reply
             if reply is None:
-                task = slot.task
-                assert task is not None
-                if not task.done():
-                    break
-                reply = self._task_reply(task)
+                if slot.pending is not None:
+                    reply = slot.pending.reply
+                    if reply is None:
+                        break
+                else:
+                    task = slot.task
+                    assert task is not None
+                    if not task.done():
+                        break
+                    reply = self._task_reply(task)
             queue.popleft()
             if reply.regions and reply.payload_size < self._copy_below:
                 reply = self._inline(reply)

@@ -2,7 +2,8 @@
 
 The response body lists each partition's ``records_size``; the bytes themselves are file regions
 the connection sends with sendfile after the body. When fewer than ``min_bytes`` are available,
-the request parks in ``FetchWaiters`` and the append that brings enough data wakes it.
+the request parks in ``FetchWaiters`` and the append that brings enough data answers it on the
+spot, or its ``max_wait_ms`` timer does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from klamm.protocol.frame import Request
 
-from ..connection import HandlerResult, Reply
+from ..connection import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
 from ..log import FileRegion
 
@@ -37,17 +38,19 @@ def handle_fetch(server: "BrokerServer", request: Request) -> HandlerResult:
     if max_wait_ms == 0 or size >= min_bytes or errors or not wanted or server.stopping:
         return reply
     reply.release()
-    return _wait_then_read(server, wanted, max_bytes, replica_id, min_bytes - size,
-                           max_wait_ms / 1000)
+    pending = PendingReply()
 
+    def answer() -> None:
+        try:
+            late, _, _ = _read(server, wanted, max_bytes, replica_id)
+        except Exception as exc:
+            late = server.error_reply_for(exc)
+        pending.resolve(late)
 
-async def _wait_then_read(server: "BrokerServer", wanted: list[PartitionRequest],
-                          max_bytes: int, replica_id: int, needed: int,
-                          timeout: float) -> Reply:
     keys = {(topic, index) for topic, index, _, _ in wanted}
-    await server.replicas.waiters.wait(keys, needed, timeout)
-    reply, _, _ = _read(server, wanted, max_bytes, replica_id)
-    return reply
+    parked = server.replicas.waiters.park(keys, min_bytes - size, max_wait_ms / 1000, answer)
+    pending.on_cancel = parked.cancel
+    return pending
 
 
 def _read(server: "BrokerServer", wanted: list[PartitionRequest], max_bytes: int,

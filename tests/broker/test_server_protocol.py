@@ -9,6 +9,7 @@ from klamm.broker.server import BrokerServer
 from klamm.protocol.api import ApiKey
 from klamm.protocol.errors import ErrorCode
 from klamm.protocol.records import iter_batches, read_header
+from tests.support.polling import until
 from tests.support.raw import RawConnection, batch, create_topic, fetch_body, produce_body
 
 
@@ -108,6 +109,56 @@ async def test_long_poll_fetch_is_woken_by_the_append(broker: BrokerServer) -> N
     assert r.correlation_id == cid
     assert r.body["topics"][0]["partitions"][0]["records_size"] > 0
     await consumer.close()
+    await producer.close()
+
+
+async def test_long_poll_then_produce_on_one_connection_answers_both_in_order(
+        broker: BrokerServer) -> None:
+    """The append answers the parked fetch from inside the produce request of the same
+    connection: the fetch's answer must still go first and carry the new record."""
+    conn = await RawConnection.open(broker.bootstrap)
+    await create_topic(conn, "t")
+    fetch_id = conn.send(ApiKey.FETCH, fetch_body("t", 0, 0, max_wait_ms=60_000))
+    await until(lambda: len(broker.replicas.waiters) == 1)
+    data = batch([b"same connection"])
+    produce_id = conn.send(ApiKey.PRODUCE, produce_body("t", 0, len(data)), data)
+    first, second = await conn.receive(), await conn.receive()
+    assert (first.correlation_id, second.correlation_id) == (fetch_id, produce_id)
+    assert bytes(first.payload)[16:] == data[16:]
+    assert second.body["topics"][0]["partitions"][0]["base_offset"] == 0
+    await conn.close()
+
+
+async def test_long_poll_waits_for_min_bytes_across_appends(broker: BrokerServer) -> None:
+    consumer = await RawConnection.open(broker.bootstrap)
+    producer = await RawConnection.open(broker.bootstrap)
+    await create_topic(producer, "t")
+    one = batch([b"x" * 100])
+    cid = consumer.send(ApiKey.FETCH, fetch_body("t", 0, 0, max_wait_ms=60_000,
+                                                 min_bytes=len(one) + 1))
+    parked = asyncio.ensure_future(consumer.receive(timeout=60))
+    await until(lambda: len(broker.replicas.waiters) == 1)
+    await produce(producer, "t", one)
+    assert len(broker.replicas.waiters) == 1 and not parked.done()  # one batch is too little
+    await produce(producer, "t", one)
+    r = await asyncio.wait_for(parked, timeout=10)
+    assert r.correlation_id == cid
+    assert r.body["topics"][0]["partitions"][0]["records_size"] == 2 * len(one)
+    await consumer.close()
+    await producer.close()
+
+
+async def test_a_consumer_that_leaves_during_a_long_poll_is_forgotten(
+        broker: BrokerServer) -> None:
+    consumer = await RawConnection.open(broker.bootstrap)
+    producer = await RawConnection.open(broker.bootstrap)
+    await create_topic(producer, "t")
+    consumer.send(ApiKey.FETCH, fetch_body("t", 0, 0, max_wait_ms=60_000))
+    await until(lambda: len(broker.replicas.waiters) == 1)
+    await consumer.close()
+    await until(lambda: len(broker.replicas.waiters) == 0)
+    # The append that would have answered it finds nobody and succeeds.
+    assert (await produce(producer, "t", batch([b"after"])))["error_code"] == 0
     await producer.close()
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from klamm.zk import ConnectionLossError, LeaderElection, ZkClient
 from klamm.zk.txnlog import log_files
 from tests.zk.processes import ZkProcess
-from tests.zk.test_sessions import read_line, spawn_client, wait_until
+from tests.support.polling import until
+from tests.zk.test_sessions import read_line, spawn_client
 
 
 async def test_server_killed_during_writes_keeps_every_acknowledged_write(
@@ -39,7 +40,7 @@ async def test_server_killed_during_writes_keeps_every_acknowledged_write(
         async def enough() -> bool:
             return len(acked) >= 300
 
-        await wait_until(enough, 20)
+        await until(enough, 20)
         server.kill()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         for w in writers:

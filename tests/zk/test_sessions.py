@@ -16,6 +16,7 @@ import pytest
 from klamm.zk import (ConnectionLossError, EventType, NodeExistsError, SessionExpiredError,
                       SessionState, WatchedEvent, ZkClient)
 from klamm.zk.server import ZkServer
+from tests.support.polling import until
 from tests.support.proxy import FaultProxy
 from tests.zk.conftest import ClientFactory
 
@@ -33,16 +34,6 @@ async def read_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
     assert proc.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
     return line.strip()
-
-
-async def wait_until(predicate, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
-    """Poll an async predicate until true; returns the time it took."""
-    start = time.monotonic()
-    while not await predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ async def test_ephemeral_node_goes_after_the_timeout_when_its_process_is_killed(
         async def gone() -> bool:
             return await observer.exists("/brokers/ids/1") is None
 
-        await wait_until(gone, 10)
+        await until(gone, 10)
         elapsed = time.monotonic() - killed
         assert 0.4 <= elapsed <= 3.0, elapsed
     finally:
@@ -86,7 +77,7 @@ async def test_ephemeral_node_survives_a_reconnect_inside_the_timeout(
     async def reconnected() -> bool:
         return SessionState.CONNECTED in states
 
-    await wait_until(reconnected, 5)
+    await until(reconnected, 5)
     assert states == [SessionState.SUSPENDED, SessionState.CONNECTED]
     assert client.session_id == session
     assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
@@ -109,7 +100,7 @@ async def test_a_session_that_stays_away_past_its_timeout_expires(
     async def gone() -> bool:
         return await observer.exists("/eph") is None
 
-    await wait_until(gone, 5)
+    await until(gone, 5)
     proxy.refusing = False
     assert await asyncio.wait_for(events.__anext__(), 10) is SessionState.EXPIRED
     assert await asyncio.wait_for(events.__anext__(), 10) is SessionState.CONNECTED
@@ -163,12 +154,12 @@ async def test_restart_keeps_live_sessions_and_expires_the_ones_that_do_not_retu
         async def leave_gone() -> bool:
             return server.db.tree.exists("/leave") is None
 
-        await wait_until(leave_gone, 5)
+        await until(leave_gone, 5)
 
         async def staying_back() -> bool:
             return staying.connected
 
-        await wait_until(staying_back, 5)
+        await until(staying_back, 5)
         assert (await staying.exists("/stay")).ephemeral_owner == staying.session_id  # type: ignore[union-attr]
     finally:
         await staying.close()
@@ -199,7 +190,7 @@ async def test_requests_made_while_suspended_wait_for_the_reconnect(
     async def suspended() -> bool:
         return client.state is SessionState.SUSPENDED
 
-    await wait_until(suspended, 5)
+    await until(suspended, 5)
     pending = asyncio.ensure_future(client.create("/made-while-away"))
     await asyncio.sleep(0.05)
     assert not pending.done()
@@ -277,7 +268,7 @@ async def test_ephemeral_node_is_kept_through_an_outage_shorter_than_the_timeout
     async def back() -> bool:
         return client.connected
 
-    await wait_until(back, 5)
+    await until(back, 5)
     assert client.session_id == session
     assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
 
