@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from klamm.protocol.errors import ErrorCode, KlammError
 from klamm.protocol.records import CorruptBatch
@@ -10,6 +11,31 @@ from klamm.protocol.records import CorruptBatch
 from .log import LogStorageError, OffsetOutOfRange, RecordTooLarge
 
 log = logging.getLogger(__name__)
+
+STORAGE_LOG_INTERVAL = 10.0  # s between two reports of failing storage
+
+
+class _StorageErrorLog:
+    """Reports storage failures to the operator without a line per retried request."""
+
+    def __init__(self) -> None:
+        self.last = -STORAGE_LOG_INTERVAL
+        self.suppressed = 0
+
+    def report(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self.last < STORAGE_LOG_INTERVAL:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more since the last report)" if self.suppressed else ""
+        log.error("storage error: %s%s; requests that write there fail with STORAGE_ERROR "
+                  "until it is fixed (a full disk: free space, nothing needs a restart)",
+                  exc, more)
+        self.last = now
+        self.suppressed = 0
+
+
+_storage_errors = _StorageErrorLog()
 
 
 def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
@@ -23,6 +49,7 @@ def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
     if isinstance(exc, RecordTooLarge):
         return ErrorCode.MESSAGE_TOO_LARGE, str(exc)
     if isinstance(exc, LogStorageError):
+        _storage_errors.report(exc)
         return ErrorCode.STORAGE_ERROR, str(exc)
     log.error("unexpected error while handling a request", exc_info=exc)
     return ErrorCode.UNKNOWN_SERVER_ERROR, f"{type(exc).__name__}: {exc}"

@@ -24,7 +24,8 @@ RECORD_OVERHEAD = 12  # msgpack framing per record, roughly
 
 class ProducerBatch:
     __slots__ = ("tp", "records", "size", "first_ts", "max_ts", "created", "future",
-                 "attempts", "deadline", "log_append_time", "encoded", "retry_at")
+                 "attempts", "deadline", "log_append_time", "encoded", "retry_at",
+                 "last_error")
 
     def __init__(self, tp: TopicPartition, first_ts: int, deadline: float) -> None:
         self.tp = tp
@@ -39,6 +40,7 @@ class ProducerBatch:
         self.log_append_time = -1
         self.encoded: tuple[bytes, bytes] | None = None  # (header, records), kept for retries
         self.retry_at = 0.0
+        self.last_error: BaseException | None = None  # of the last attempt, while retrying
 
     def encode(self, compression: Compression) -> tuple[bytes, bytes]:
         if self.encoded is None:

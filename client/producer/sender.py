@@ -122,8 +122,12 @@ class Sender:
     def _expire(self, queue: Any, now: float) -> None:
         while queue and queue[0].deadline <= now:
             batch = queue.popleft()
-            self._fail(batch, self._delivery_timeout(
-                batch, "is the partition's leader reachable?"))
+            cause = batch.last_error
+            timeout = self._delivery_timeout(
+                batch, "is the partition's leader reachable?" if cause is None
+                else f"last error: {cause}")
+            timeout.__cause__ = cause
+            self._fail(batch, timeout)
 
     async def _produce(self, node: int,
                        entries: list[tuple[TopicPartition, list[ProducerBatch]]]) -> None:
@@ -205,6 +209,7 @@ class Sender:
                 self._fail(b, timeout)
             else:
                 b.retry_at = now + self.config.retry_backoff_ms / 1000
+                b.last_error = exc
                 self.acc.requeue_front(b)
                 self.retries += len(b.records)
 

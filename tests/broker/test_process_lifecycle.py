@@ -6,29 +6,8 @@ import asyncio
 from pathlib import Path
 
 from klamm.protocol.api import ApiKey
-from klamm.protocol.records import decode_records, iter_batches
 from tests.support.processes import BrokerProcess
-from tests.support.raw import RawConnection, batch, create_topic, fetch_body, produce_body
-
-
-async def read_all(address: str, topic: str) -> dict[int, bytes]:
-    conn = await RawConnection.open(address)
-    out: dict[int, bytes] = {}
-    offset = 0
-    while True:
-        r = await conn.call(ApiKey.FETCH, fetch_body(topic, 0, offset,
-                                                     partition_max_bytes=4 << 20))
-        part = r.body["topics"][0]["partitions"][0]
-        assert part["error_code"] == 0, part
-        if part["records_size"] == 0:
-            break
-        payload = bytes(r.payload)
-        for header, pos in iter_batches(payload):
-            for rec in decode_records(payload, pos, header):
-                out[rec.offset] = rec.value
-            offset = header.next_offset
-    await conn.close()
-    return out
+from tests.support.raw import RawConnection, batch, create_topic, fetch_body, produce_body, read_all
 
 
 async def test_kill_9_during_acks_1_production_loses_nothing_acknowledged(

@@ -17,13 +17,15 @@ READY = re.compile(r"listening on (\S+):(\d+)")
 
 class ServerProcess(ABC):
     """A ``python -m ...`` child whose output is collected; ``start`` waits for the line saying
-    which port it listens on (so nothing sleeps), and learns the port from it."""
+    which port it listens on (so nothing sleeps), and learns the port from it. ``prefix`` runs
+    it through another command first (one that execs its arguments, such as ``unshare``)."""
 
     what = "server"
 
-    def __init__(self, data_dir: str, port: int = 0) -> None:
+    def __init__(self, data_dir: str, port: int = 0, prefix: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.port = port
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
@@ -35,7 +37,7 @@ class ServerProcess(ABC):
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self._ready.clear()
         self.output = []
-        self.proc = subprocess.Popen([sys.executable, "-m", *self.command()],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", *self.command()],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
@@ -71,8 +73,8 @@ class BrokerProcess(ServerProcess):
     what = "broker"
 
     def __init__(self, data_dir: str, *, port: int = 0, extra: Sequence[str] = (),
-                 overrides: dict[str, object] | None = None) -> None:
-        super().__init__(data_dir, port)
+                 overrides: dict[str, object] | None = None, prefix: Sequence[str] = ()) -> None:
+        super().__init__(data_dir, port, prefix)
         self.extra = list(extra)
         self.overrides = dict(overrides or {})
 

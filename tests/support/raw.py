@@ -126,3 +126,8 @@ async def fetch_records(address: str, topic: str, partition: int = 0) -> list[An
                 offset = header.next_offset
     finally:
         await conn.close()
+
+
+async def read_all(address: str, topic: str) -> dict[int, bytes]:
+    """Partition 0 of ``topic`` as ``{offset: value}``."""
+    return {rec.offset: rec.value for rec in await fetch_records(address, topic)}
