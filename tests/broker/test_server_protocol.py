@@ -129,6 +129,24 @@ async def test_long_poll_then_produce_on_one_connection_answers_both_in_order(
     await conn.close()
 
 
+async def test_long_poll_answered_by_sendfile_inside_the_append_keeps_the_stream_intact(
+        broker: BrokerServer) -> None:
+    """A parked fetch woken by a large append starts a sendfile from inside the produce
+    request of the same connection; the produce answer must wait for it, then follow."""
+    conn = await RawConnection.open(broker.bootstrap)
+    await create_topic(conn, "t")
+    fetch_id = conn.send(ApiKey.FETCH, fetch_body("t", 0, 0, max_wait_ms=60_000))
+    await until(lambda: len(broker.replicas.waiters) == 1)
+    data = batch([bytes([i]) * 1000 for i in range(200)])  # far above sendfile.min.bytes
+    produce_id = conn.send(ApiKey.PRODUCE, produce_body("t", 0, len(data)), data)
+    fetch_id2 = conn.send(ApiKey.FETCH, fetch_body("t", 0, 0))
+    got = [await conn.receive() for _ in range(3)]
+    assert [r.correlation_id for r in got] == [fetch_id, produce_id, fetch_id2]
+    assert bytes(got[0].payload)[16:] == data[16:] == bytes(got[2].payload)[16:]
+    assert broker.metrics.value("klamm_broker_sendfile_bytes_total") == 2 * len(data)
+    await conn.close()
+
+
 async def test_long_poll_waits_for_min_bytes_across_appends(broker: BrokerServer) -> None:
     consumer = await RawConnection.open(broker.bootstrap)
     producer = await RawConnection.open(broker.bootstrap)
