@@ -74,6 +74,9 @@ class LogSegment:
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
         self.bytes_since_last_index = 0
+        # (base offset, last offset, position) of the last batch: a consumer at the tail
+        # fetches from it, and finding it from the sparse index took a header read per batch.
+        self.last_batch: tuple[int, int, int] | None = None
         self.failed = False  # a failed write could not be undone; refuse further writes
         self.needs_rebuild = False  # indexes missing at open: the loader rebuilds them
         self.closed = False
@@ -158,6 +161,7 @@ class LogSegment:
             self.bytes_since_last_index = 0
         self.bytes_since_last_index += size
         self.next_offset = last + 1
+        self.last_batch = (base, last, pos)
 
     # ------------------------------------------------------------------ write path
     def append(self, buffers: Sequence[bytes | bytearray | memoryview], total: int,
@@ -202,6 +206,12 @@ class LogSegment:
     def translate(self, offset: int) -> tuple[int, BatchHeader] | None:
         """Position and header of the first batch holding ``offset`` or a later one."""
         self.ensure_indexes()
+        tail = self.last_batch
+        if tail is not None and offset >= tail[0]:
+            if offset > tail[1]:
+                return None
+            header = self.header_at(tail[2])
+            return None if header is None else (tail[2], header)
         _, pos = self.index.lookup(offset)
         while True:
             header = self.header_at(pos)
@@ -264,6 +274,7 @@ class LogSegment:
         self.offset_of_max_timestamp = self.base_offset
         self.bytes_since_last_index = 0
         self.next_offset = self.base_offset
+        self.last_batch = None
         size = os.fstat(self.fd).st_size
         pos = self._scan(size, validate)
         self.size = pos
@@ -320,6 +331,7 @@ class LogSegment:
                 self.max_timestamp = header.max_timestamp
                 self.offset_of_max_timestamp = header.base_offset
             self.next_offset = header.next_offset
+            self.last_batch = (header.base_offset, header.last_offset, pos)
             pos += header.size
 
     # ------------------------------------------------------------------ truncation
@@ -332,6 +344,7 @@ class LogSegment:
         pos, header = found
         os.ftruncate(self.fd, pos)
         self.size = pos
+        self.last_batch = None  # load_tail finds the new last batch
         # Entries at or after the cut batch point at or past ``pos``.
         self.index.truncate_to(header.base_offset)
         self.time_index.truncate_to(header.base_offset)

@@ -354,3 +354,40 @@ def test_fetched_region_stays_readable_after_its_segment_is_deleted(
     assert not os.path.exists(plog.segments.first.dir + "/00000000000000000000.log")
     heads = headers_of(fetched_bytes(data))  # the caller's dup()ed fd outlives the file name
     assert heads and heads[0].base_offset == 0 and data.size == sum(h.size for h in heads)
+
+
+def test_a_read_from_any_offset_starts_at_the_batch_holding_it_after_appends_truncation_and_reopen(
+        open_log: OpenLog) -> None:
+    """Reads near the tail take a shortcut (the last batch's position); every offset must
+    still land on the batch holding it, whatever happened to the tail."""
+    plog = open_log(segment_bytes=4096, index_interval_bytes=512)
+    sizes = [1, 4, 2, 7, 1, 1, 3, 5, 1, 2] * 6
+
+    def check(log: PartitionLog) -> None:
+        log.update_high_watermark(log.log_end_offset)
+        everything = headers_of(fetched_bytes(log.read(0, 1 << 20)))
+        bases = [(h.base_offset, h.last_offset) for h in everything]
+        assert bases and bases[-1][1] == log.log_end_offset - 1
+        for base, last in bases:
+            for offset in range(base, last + 1):
+                first = headers_of(fetched_bytes(log.read(offset, 1, min_one=True)))
+                assert (first[0].base_offset, first[0].last_offset) == (base, last), offset
+        assert log.read(log.log_end_offset, 1 << 20).size == 0
+
+    for n in sizes:
+        plog.append(batch(n), 0)
+    check(plog)
+    plog.truncate_to(plog.log_end_offset - 4)  # cuts inside the last batches
+    check(plog)
+    plog.append(batch(3), 0)
+    check(plog)
+    plog.close()
+    clean = open_log(segment_bytes=4096, index_interval_bytes=512)
+    check(clean)  # a clean open reads the tail from the last index entry
+    clean.append(batch(2), 0)
+    check(clean)
+    clean.close()
+    reopened = open_log(segment_bytes=4096, index_interval_bytes=512, clean=False)
+    check(reopened)  # unclean: recovery scans every batch
+    reopened.append(batch(5), 0)
+    check(reopened)
