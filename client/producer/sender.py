@@ -38,6 +38,7 @@ class Sender:
     def __init__(self, config: ProducerConfig, cluster: Cluster,
                  accumulator: RecordAccumulator) -> None:
         self.config = config
+        self.compression = config.compression  # parsed once: read for every request
         self.cluster = cluster
         self.acc = accumulator
         self.partition_in_flight: dict[TopicPartition, int] = defaultdict(int)
@@ -77,7 +78,7 @@ class Sender:
         node_bytes: dict[int, int] = defaultdict(int)
         next_retry: float | None = None
         limit = self.config.max_request_size
-        compression = self.config.compression
+        compression = self.compression
         for tp, queue in self.acc.queued.items():
             max_in_flight = self.config.max_in_flight_requests_per_connection
             if not queue or self.partition_in_flight[tp] >= max_in_flight:
@@ -131,7 +132,7 @@ class Sender:
 
     async def _produce(self, node: int,
                        entries: list[tuple[TopicPartition, list[ProducerBatch]]]) -> None:
-        compression = self.config.compression
+        compression = self.compression
         topics: dict[str, list[dict[str, int]]] = defaultdict(list)
         payload: list[bytes] = []
         for tp, batches in entries:
