@@ -179,15 +179,18 @@ class FrameReader:
     a large fetch response is never copied in user space, and the payload handed out is a
     view of that frame's buffer. Those buffers are reused once no view of them is left (a
     fresh multi-megabyte buffer per response costs page faults and zeroing on every fetch).
+    After ``spare_idle_reads`` reads without a large frame the spares nobody views are let go,
+    so a consumer that caught up does not keep its catch-up buffers for ever.
     Pure state machine: no I/O, no event loop.
     """
 
     __slots__ = ("_scratch", "_view", "_start", "_end", "_max", "_direct", "_big",
-                 "_big_view", "_big_filled", "_big_meta", "_spares", "_spare_limit")
+                 "_big_view", "_big_filled", "_big_meta", "_spares", "_spare_limit",
+                 "_idle_reads", "_idle_limit")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024,
-                 spare_buffers: int = 4) -> None:
+                 spare_buffers: int = 4, spare_idle_reads: int = 1024) -> None:
         self._scratch = bytearray(scratch_bytes)
         self._view = memoryview(self._scratch)
         self._start = 0  # first unparsed byte in scratch
@@ -200,11 +203,18 @@ class FrameReader:
         self._big_meta = 0
         self._spares: list[bytearray] = []  # large-frame buffers, reusable when unviewed
         self._spare_limit = spare_buffers
+        self._idle_reads = 0  # reads since the last large frame began
+        self._idle_limit = spare_idle_reads
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not form a complete frame yet."""
         return self._big_filled if self._big is not None else self._end - self._start
+
+    @property
+    def spare_bytes(self) -> int:
+        """Memory kept in large-frame buffers for reuse."""
+        return sum(map(len, self._spares))
 
     def get_buffer(self) -> memoryview:
         """Where the next read goes: the rest of a large frame, else free scratch space."""
@@ -224,6 +234,11 @@ class FrameReader:
             self._big_filled = 0
             return [(frame[:meta], frame[meta:])]
         self._end += nbytes
+        if self._spares:
+            self._idle_reads += 1
+            if self._idle_reads >= self._idle_limit:
+                self._idle_reads = 0
+                self._spares = [buf for buf in self._spares if not _unviewed(buf)]
         frames: list[tuple[memoryview, memoryview]] = []
         view = self._view
         start, end = self._start, self._end
@@ -256,6 +271,7 @@ class FrameReader:
     def _large_buffer(self, size: int) -> tuple[bytearray, memoryview]:
         """A spare nobody views any more if one is big enough, else a new one (kept as a
         spare, up to ``spare_buffers`` of them, replacing a smaller idle one when full)."""
+        self._idle_reads = 0
         smaller = -1
         for i, buf in enumerate(self._spares):
             if not _unviewed(buf):

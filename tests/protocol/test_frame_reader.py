@@ -112,3 +112,25 @@ def test_large_frame_buffers_are_reused_only_once_nothing_views_them() -> None:
     [fourth] = _receive(reader, encode_response(4, {}, b"d" * 60_000))  # bigger than both
     assert fourth.obj is not first_buffer and fourth.obj is not second_buffer
     assert bytes(third) == b"c" * 45_000 and bytes(fourth) == b"d" * 60_000
+
+
+def test_spare_buffers_nobody_views_are_let_go_after_a_run_of_small_frames() -> None:
+    reader = FrameReader(scratch_bytes=4096, direct_threshold=1024, spare_idle_reads=50)
+    [held] = _receive(reader, encode_response(1, {}, b"a" * 50_000))
+    [dropped] = _receive(reader, encode_response(2, {}, b"b" * 40_000))
+    del dropped
+    assert reader.spare_bytes >= 90_000
+    small = encode_response(3, {}, b"s" * 10)
+    for _ in range(49):
+        _receive(reader, small)
+    assert reader.spare_bytes >= 90_000  # not idle for long enough yet
+    _receive(reader, small)
+    # The unviewed one is gone; the one the application still holds is kept (and intact).
+    assert 50_000 <= reader.spare_bytes < 90_000
+    assert bytes(held) == b"a" * 50_000
+    del held
+    for _ in range(50):
+        _receive(reader, small)
+    assert reader.spare_bytes == 0
+    [again] = _receive(reader, encode_response(4, {}, b"c" * 30_000))  # allocates afresh
+    assert bytes(again) == b"c" * 30_000 and reader.spare_bytes >= 30_000
