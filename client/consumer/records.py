@@ -197,13 +197,12 @@ class PartitionRecords:
                 # alone does not prove it: a record given an earlier timestamp than the
                 # first one has a negative delta (checking costs ~20 ns a record, C only).
                 ts_type = LOG_APPEND_TIME if attrs & TIMESTAMP_TYPE_LOG_APPEND else CREATE_TIME
-                records = [_new(ConsumerRecord, (topic, part, base + r[0], max_ts, ts_type,
-                                                 r[2], r[3], r[4]))
-                           for r in raw]
+                records = [_new(ConsumerRecord, (topic, part, base + o, max_ts, ts_type, k, v, h))
+                           for o, _, k, v, h in raw]
             else:
-                records = [_new(ConsumerRecord, (topic, part, base + r[0], first_ts + r[1],
-                                                 CREATE_TIME, r[2], r[3], r[4]))
-                           for r in raw]
+                records = [_new(ConsumerRecord, (topic, part, base + o, first_ts + t, CREATE_TIME,
+                                                 k, v, h))
+                           for o, t, k, v, h in raw]
         except (CorruptBatchError, CompressionError, ValueError, TypeError, LookupError) as exc:
             self._error = corrupt(tp, base, f"records do not decode: {exc}")
             return []
