@@ -42,8 +42,9 @@ def split_cpus() -> tuple[set[int] | None, set[int] | None]:
 
     Left to itself the scheduler often wakes a client on the CPU its server is still using
     (loopback wake-ups are "sync" and pull the wakee to the waker), and then one waits out the
-    other's time slice: on 2 cores that tripled the end-to-end p99. (None, None) when there
-    are fewer than two CPUs to split.
+    other's time slice: on 2 cores it added about a third to the end-to-end p99 (and had
+    tripled it while the broker still answered a parked fetch a few loop turns after the
+    append). (None, None) when there are fewer than two CPUs to split.
     """
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
