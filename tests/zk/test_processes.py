@@ -37,10 +37,7 @@ async def test_server_killed_during_writes_keeps_every_acknowledged_write(
 
         tasks = [asyncio.ensure_future(write(w, n)) for n, w in enumerate(writers)]
 
-        async def enough() -> bool:
-            return len(acked) >= 300
-
-        await until(enough, 20)
+        await until(lambda: len(acked) >= 300, 20)
         server.kill()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         for w in writers:

@@ -74,10 +74,7 @@ async def test_ephemeral_node_survives_a_reconnect_inside_the_timeout(
     await client.create("/eph", ephemeral=True)
     proxy.cut()
 
-    async def reconnected() -> bool:
-        return SessionState.CONNECTED in states
-
-    await until(reconnected, 5)
+    await until(lambda: SessionState.CONNECTED in states, 5)
     assert states == [SessionState.SUSPENDED, SessionState.CONNECTED]
     assert client.session_id == session
     assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
@@ -151,15 +148,9 @@ async def test_restart_keeps_live_sessions_and_expires_the_ones_that_do_not_retu
     try:
         assert server.db.tree.exists("/leave") is not None  # restored; owner gets a timeout
 
-        async def leave_gone() -> bool:
-            return server.db.tree.exists("/leave") is None
+        await until(lambda: server.db.tree.exists("/leave") is None, 5)
 
-        await until(leave_gone, 5)
-
-        async def staying_back() -> bool:
-            return staying.connected
-
-        await until(staying_back, 5)
+        await until(lambda: staying.connected, 5)
         assert (await staying.exists("/stay")).ephemeral_owner == staying.session_id  # type: ignore[union-attr]
     finally:
         await staying.close()
@@ -187,10 +178,7 @@ async def test_requests_made_while_suspended_wait_for_the_reconnect(
     proxy.refusing = True
     proxy.cut()
 
-    async def suspended() -> bool:
-        return client.state is SessionState.SUSPENDED
-
-    await until(suspended, 5)
+    await until(lambda: client.state is SessionState.SUSPENDED, 5)
     pending = asyncio.ensure_future(client.create("/made-while-away"))
     await asyncio.sleep(0.05)
     assert not pending.done()
@@ -265,10 +253,7 @@ async def test_ephemeral_node_is_kept_through_an_outage_shorter_than_the_timeout
     assert client.state is SessionState.SUSPENDED
     proxy.refusing = False
 
-    async def back() -> bool:
-        return client.connected
-
-    await until(back, 5)
+    await until(lambda: client.connected, 5)
     assert client.session_id == session
     assert (await observer.exists("/eph")).ephemeral_owner == session  # type: ignore[union-attr]
 
