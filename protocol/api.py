@@ -15,20 +15,25 @@ Broker APIs (version 0 unless noted)::
                   base_offset, log_append_time, log_start_offset}]}]}
   FETCH           {replica_id, max_wait_ms, min_bytes, max_bytes,
                    topics: [{topic, partitions: [{partition, fetch_offset,
-                   partition_max_bytes}]}]}
+                   partition_max_bytes, current_leader_epoch (optional, -1: unchecked)}]}]}
                -> {error_code, topics: [{topic, partitions: [{partition, error_code,
-                  high_watermark, log_start_offset, records_size}]}]}
-                  + payload: each partition's records_size bytes of whole batches, in order
+                  high_watermark, log_start_offset, log_end_offset, records_size}]}]}
+                  + payload: each partition's records_size bytes of whole batches, in order.
+                  A consumer (replica_id -1) gets batches below the high watermark; a
+                  follower (replica_id = its broker id) gets everything up to the log end,
+                  and its fetch_offset tells the leader how far it has replicated.
+                  log_end_offset is given to followers only.
   LIST_OFFSETS    {topics: [{topic, partitions: [{partition, timestamp}]}]}
                   timestamp LATEST (-1), EARLIEST (-2), or a time in ms
                -> {topics: [{topic, partitions: [{partition, error_code, timestamp, offset}]}]}
   METADATA        {topics: [name] | None (all), allow_auto_topic_creation}
-               -> {cluster_id, controller_id, brokers: [{node_id, host, port, rack}],
+               -> {cluster_id, controller_id, brokers: [{node_id, host, port, rack}] (live),
                   topics: [{topic, error_code, is_internal, partitions: [{partition,
                   error_code, leader, leader_epoch, replicas, isr, offline_replicas}]}]}
   API_VERSIONS    {} -> {error_code, api_keys: [[api_key, min_version, max_version]]}
-  CREATE_TOPICS   {topics: [{topic, num_partitions, replication_factor, configs: {k: v}}],
-                   timeout_ms, validate_only}
+  CREATE_TOPICS   {topics: [{topic, num_partitions, replication_factor, configs: {k: v},
+                   assignment: {partition: [broker ids]} | None}], timeout_ms, validate_only}
+                  The answer waits (up to timeout_ms) until every partition has a leader.
                -> {topics: [{topic, error_code, error_message}]}
   DELETE_TOPICS   {topics: [name], timeout_ms} -> {topics: [{topic, error_code, error_message}]}
   DESCRIBE_CONFIGS {resources: [{type: "topic"|"broker", name}]}
@@ -37,6 +42,9 @@ Broker APIs (version 0 unless noted)::
   ALTER_CONFIGS   {resources: [{type, name, configs: {k: v | None}}], validate_only}
                   incremental: a None value removes the topic's override
                -> {resources: [{type, name, error_code, error_message}]}
+
+Inter-broker APIs (LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN,
+ALTER_PARTITION, OFFSET_FOR_LEADER_EPOCH) have typed bodies in ``protocol.cluster_api``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ class ApiKey(IntEnum):
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    LEADER_AND_ISR = 4
+    STOP_REPLICA = 5
+    UPDATE_METADATA = 6
+    CONTROLLED_SHUTDOWN = 7
     OFFSET_COMMIT = 8
     OFFSET_FETCH = 9
     FIND_COORDINATOR = 10
@@ -62,9 +74,11 @@ class ApiKey(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
+    ALTER_PARTITION = 56
 
 
 # ListOffsets special timestamps.

@@ -20,6 +20,7 @@ class ErrorCode(IntEnum):
     NOT_LEADER_OR_FOLLOWER = 6
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
+    STALE_CONTROLLER_EPOCH = 11
     COORDINATOR_NOT_AVAILABLE = 15
     NOT_COORDINATOR = 16
     INVALID_TOPIC = 17
@@ -35,13 +36,18 @@ class ErrorCode(IntEnum):
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
     INVALID_REPLICATION_FACTOR = 38
+    INVALID_REPLICA_ASSIGNMENT = 39
     INVALID_REQUEST = 42
     INVALID_CONFIG = 40
+    NOT_CONTROLLER = 41
     OUT_OF_ORDER_SEQUENCE = 45
     DUPLICATE_SEQUENCE = 46
     STORAGE_ERROR = 56
     SASL_AUTHENTICATION_FAILED = 58
     FENCED_LEADER_EPOCH = 74
+    UNKNOWN_LEADER_EPOCH = 76
+    STALE_BROKER_EPOCH = 77
+    INVALID_UPDATE_VERSION = 95
     UNKNOWN_API = 1001
     BROKER_SHUTTING_DOWN = 1002
 
@@ -73,6 +79,8 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.MESSAGE_TOO_LARGE: ErrorInfo(
         False, "a record batch exceeds the topic's max.message.bytes; send smaller "
                "records or raise max.message.bytes on the topic"),
+    ErrorCode.STALE_CONTROLLER_EPOCH: ErrorInfo(
+        False, "the request came from a controller that has been replaced; it was ignored"),
     ErrorCode.COORDINATOR_NOT_AVAILABLE: ErrorInfo(
         True, "the group coordinator is not available yet; retry"),
     ErrorCode.NOT_COORDINATOR: ErrorInfo(
@@ -106,6 +114,11 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
         False, "the partition count must be at least 1"),
     ErrorCode.INVALID_REPLICATION_FACTOR: ErrorInfo(
         False, "the replication factor must be between 1 and the number of live brokers"),
+    ErrorCode.INVALID_REPLICA_ASSIGNMENT: ErrorInfo(
+        False, "a replica assignment names an unknown broker, a broker twice, or partitions "
+               "of different sizes; the message says which"),
+    ErrorCode.NOT_CONTROLLER: ErrorInfo(
+        True, "this broker is not the controller; find the controller and retry"),
     ErrorCode.INVALID_REQUEST: ErrorInfo(
         False, "the request was malformed; this is a client bug or a version mismatch"),
     ErrorCode.INVALID_CONFIG: ErrorInfo(
@@ -121,6 +134,13 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
         False, "authentication failed; check the credentials"),
     ErrorCode.FENCED_LEADER_EPOCH: ErrorInfo(
         True, "the leader epoch in the request is older than the broker's; refresh metadata"),
+    ErrorCode.UNKNOWN_LEADER_EPOCH: ErrorInfo(
+        True, "the leader epoch in the request is newer than the broker's; it has not heard "
+              "of the new leader yet: retry"),
+    ErrorCode.STALE_BROKER_EPOCH: ErrorInfo(
+        False, "the request names an earlier incarnation of the broker; it was ignored"),
+    ErrorCode.INVALID_UPDATE_VERSION: ErrorInfo(
+        True, "the partition changed since the request's partition epoch; refresh and retry"),
     ErrorCode.UNKNOWN_API: ErrorInfo(
         False, "the broker does not know this api key; upgrade the broker"),
     ErrorCode.BROKER_SHUTTING_DOWN: ErrorInfo(
@@ -180,6 +200,11 @@ class RequestTimedOutError(KlammError):
 
 class MessageTooLargeError(KlammError):
     code = ErrorCode.MESSAGE_TOO_LARGE
+    retriable = False
+
+
+class StaleControllerEpochError(KlammError):
+    code = ErrorCode.STALE_CONTROLLER_EPOCH
     retriable = False
 
 
@@ -258,6 +283,11 @@ class InvalidReplicationFactorError(KlammError):
     retriable = False
 
 
+class InvalidReplicaAssignmentError(KlammError):
+    code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
+    retriable = False
+
+
 class InvalidRequestError(KlammError):
     code = ErrorCode.INVALID_REQUEST
     retriable = False
@@ -266,6 +296,11 @@ class InvalidRequestError(KlammError):
 class InvalidConfigError(KlammError):
     code = ErrorCode.INVALID_CONFIG
     retriable = False
+
+
+class NotControllerError(KlammError):
+    code = ErrorCode.NOT_CONTROLLER
+    retriable = True
 
 
 class OutOfOrderSequenceError(KlammError):
@@ -293,6 +328,21 @@ class FencedLeaderEpochError(KlammError):
     retriable = True
 
 
+class UnknownLeaderEpochError(KlammError):
+    code = ErrorCode.UNKNOWN_LEADER_EPOCH
+    retriable = True
+
+
+class StaleBrokerEpochError(KlammError):
+    code = ErrorCode.STALE_BROKER_EPOCH
+    retriable = False
+
+
+class InvalidUpdateVersionError(KlammError):
+    code = ErrorCode.INVALID_UPDATE_VERSION
+    retriable = True
+
+
 class UnknownApiError(KlammError):
     code = ErrorCode.UNKNOWN_API
     retriable = False
@@ -312,6 +362,7 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     NotLeaderOrFollowerError,
     RequestTimedOutError,
     MessageTooLargeError,
+    StaleControllerEpochError,
     CoordinatorNotAvailableError,
     NotCoordinatorError,
     InvalidTopicError,
@@ -327,13 +378,18 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     TopicAlreadyExistsError,
     InvalidPartitionsError,
     InvalidReplicationFactorError,
+    InvalidReplicaAssignmentError,
     InvalidRequestError,
     InvalidConfigError,
+    NotControllerError,
     OutOfOrderSequenceError,
     DuplicateSequenceError,
     StorageError,
     SaslAuthenticationFailedError,
     FencedLeaderEpochError,
+    UnknownLeaderEpochError,
+    StaleBrokerEpochError,
+    InvalidUpdateVersionError,
     UnknownApiError,
     BrokerShuttingDownError,
 )}

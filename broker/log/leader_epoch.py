@@ -72,16 +72,21 @@ class LeaderEpochCache:
         self._save()
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """``(largest epoch <= epoch, offset where it ended)``; the log end offset for the
-        latest epoch; ``(-1, -1)`` when ``epoch`` predates every entry."""
-        if not self.entries or epoch < self.entries[0][0]:
+        """Kafka's answer to OffsetForLeaderEpoch: ``(largest epoch <= epoch, offset where it
+        ended)``, i.e. the start of the next epoch, or the log end for the latest epoch.
+        An epoch older than every entry answers ``(epoch, first entry's start)``: nothing
+        of it is here, so a follower keeps nothing from it. An epoch newer than the latest,
+        or none at all, answers UNDEFINED ``(-1, -1)``: the leader cannot judge it."""
+        if epoch == UNDEFINED_EPOCH or not self.entries or epoch > self.entries[-1][0]:
             return UNDEFINED_EPOCH, UNDEFINED_OFFSET
-        if epoch >= self.entries[-1][0]:
-            return self.entries[-1][0], log_end_offset
-        for i, (e, _) in enumerate(self.entries):
-            if e > epoch:
-                return self.entries[i - 1][0], self.entries[i][1]
-        return self.entries[-1][0], log_end_offset
+        if epoch == self.entries[-1][0]:
+            return epoch, log_end_offset
+        floor: tuple[int, int] | None = None
+        for entry in self.entries:
+            if entry[0] > epoch:
+                return (epoch if floor is None else floor[0]), entry[1]
+            floor = entry
+        raise AssertionError("unreachable: epoch < latest has a higher entry")
 
     def epoch_for(self, offset: int) -> int:
         """The epoch that wrote ``offset`` (-1 when unknown)."""

@@ -41,7 +41,10 @@ def test_leader_epoch_cache_assign_and_end_offsets(tmp_path: Path) -> None:
     assert cache.end_offset_for(2, 30) == (1, 10)
     assert cache.end_offset_for(3, 30) == (3, 20)
     assert cache.end_offset_for(5, 30) == (5, 30)
-    assert cache.end_offset_for(0, 30) == (-1, -1)
+    assert cache.end_offset_for(0, 30) == (0, 0)  # older than every entry: its first start
+    assert cache.end_offset_for(6, 30) == (-1, -1)  # newer than the latest: undefined
+    assert cache.end_offset_for(-1, 30) == (-1, -1)
+    assert LeaderEpochCache(str(tmp_path / "empty")).end_offset_for(3, 30) == (-1, -1)
     assert cache.epoch_for(15) == 3
     assert LeaderEpochCache(str(tmp_path)).entries == cache.entries
 
