@@ -48,6 +48,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_LEADER_EPOCH = 76
     STALE_BROKER_EPOCH = 77
     INVALID_UPDATE_VERSION = 95
+    INELIGIBLE_REPLICA = 107
     UNKNOWN_API = 1001
     BROKER_SHUTTING_DOWN = 1002
 
@@ -141,6 +142,8 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
         False, "the request names an earlier incarnation of the broker; it was ignored"),
     ErrorCode.INVALID_UPDATE_VERSION: ErrorInfo(
         True, "the partition changed since the request's partition epoch; refresh and retry"),
+    ErrorCode.INELIGIBLE_REPLICA: ErrorInfo(
+        False, "an ISR change named a replica that is not live or is shutting down"),
     ErrorCode.UNKNOWN_API: ErrorInfo(
         False, "the broker does not know this api key; upgrade the broker"),
     ErrorCode.BROKER_SHUTTING_DOWN: ErrorInfo(
@@ -343,6 +346,11 @@ class InvalidUpdateVersionError(KlammError):
     retriable = True
 
 
+class IneligibleReplicaError(KlammError):
+    code = ErrorCode.INELIGIBLE_REPLICA
+    retriable = False
+
+
 class UnknownApiError(KlammError):
     code = ErrorCode.UNKNOWN_API
     retriable = False
@@ -390,6 +398,7 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     UnknownLeaderEpochError,
     StaleBrokerEpochError,
     InvalidUpdateVersionError,
+    IneligibleReplicaError,
     UnknownApiError,
     BrokerShuttingDownError,
 )}
