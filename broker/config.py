@@ -117,6 +117,24 @@ class BrokerConfig(KlammConfig):
     min_insync_replicas: int = Field(1, ge=1)
     unclean_leader_election_enable: bool = False
     shutdown_timeout_ms: int = Field(30_000, ge=0)
+    # cluster: the coordination service (unset: an embedded one, as `klamm standalone` runs)
+    zookeeper_connect: str | None = None
+    zookeeper_session_timeout_ms: int = Field(18_000, ge=100)
+    replica_lag_time_max_ms: int = Field(30_000, ge=1)
+    replica_fetch_max_bytes: int = Field(1024 * 1024, ge=1024)
+    replica_fetch_wait_max_ms: int = Field(500, ge=0)
+    replica_fetch_min_bytes: int = Field(1, ge=1)
+    replica_fetch_backoff_ms: int = Field(1000, ge=0)
+    replica_socket_timeout_ms: int = Field(30_000, ge=1)
+    controller_socket_timeout_ms: int = Field(30_000, ge=1)
+    controller_retry_backoff_ms: int = Field(100, ge=1)
+    controlled_shutdown_enable: bool = True
+    controlled_shutdown_max_retries: int = Field(3, ge=0)
+    controlled_shutdown_retry_backoff_ms: int = Field(5000, ge=0)
+    auto_leader_rebalance_enable: bool = True
+    leader_imbalance_check_interval_seconds: float = Field(300, gt=0)
+    leader_imbalance_per_broker_percentage: int = Field(10, ge=0, le=100)
+    delete_topic_enable: bool = True
     sendfile_enable: bool = True
     # Smaller fetch responses are read and sent with the reply head in one write: for a few KB
     # the syscalls around sendfile cost more latency than the copy.

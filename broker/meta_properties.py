@@ -1,13 +1,15 @@
 """``meta.properties``: which broker and cluster a log directory belongs to.
 
-Starting broker 2 on broker 1's directory would silently mix two replicas' data, so a
-mismatch refuses to start, naming both ids.
+Starting broker 2 on broker 1's directory, or a broker of cluster A on a directory of cluster
+B, would silently mix replicas' data; either mismatch refuses to start with one line naming
+both sides. The cluster id itself lives in the coordination service; a directory created
+before there was one (a single-node data dir) hands its id over on first start.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
+from typing import NamedTuple
 
 from .log.files import write_atomic
 
@@ -18,24 +20,45 @@ class LogDirMismatch(RuntimeError):
     pass
 
 
-def ensure_meta_properties(log_dir: str, broker_id: int) -> str:
-    """Create or check ``meta.properties``; returns the cluster id."""
+class MetaProperties(NamedTuple):
+    broker_id: int | None
+    cluster_id: str | None
+
+
+def read_meta_properties(log_dir: str) -> MetaProperties:
     path = os.path.join(log_dir, FILE_NAME)
     props: dict[str, str] = {}
-    if os.path.exists(path):
+    try:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 if "=" in line and not line.startswith("#"):
                     k, v = line.strip().split("=", 1)
                     props[k] = v
-        stored = props.get("broker.id")
-        if stored is not None and int(stored) != broker_id:
-            raise LogDirMismatch(
-                f"log dir {log_dir} belongs to broker.id={stored}, not broker.id={broker_id}; "
-                f"use another log.dir or the matching broker.id")
-        if "cluster.id" in props:
-            return props["cluster.id"]
-    cluster_id = props.get("cluster.id") or uuid.uuid4().hex[:22]
+    except FileNotFoundError:
+        return MetaProperties(None, None)
+    broker = props.get("broker.id")
+    return MetaProperties(int(broker) if broker is not None and broker.isdigit() else None,
+                          props.get("cluster.id") or None)
+
+
+def check_broker_id(log_dir: str, broker_id: int) -> MetaProperties:
+    stored = read_meta_properties(log_dir)
+    if stored.broker_id is not None and stored.broker_id != broker_id:
+        raise LogDirMismatch(
+            f"log dir {log_dir} belongs to broker.id={stored.broker_id}, not "
+            f"broker.id={broker_id}; use another log.dir or the matching broker.id")
+    return stored
+
+
+def check_cluster_id(log_dir: str, stored: MetaProperties, cluster_id: str,
+                     coordination: str) -> None:
+    if stored.cluster_id is not None and stored.cluster_id != cluster_id:
+        raise LogDirMismatch(
+            f"log dir {log_dir} belongs to cluster {stored.cluster_id}, but the coordination "
+            f"service at {coordination} holds cluster {cluster_id}; point zookeeper.connect "
+            f"at the cluster's own coordination service (and chroot), or use an empty log dir")
+
+
+def write_meta_properties(log_dir: str, broker_id: int, cluster_id: str) -> None:
     text = f"version=1\nbroker.id={broker_id}\ncluster.id={cluster_id}\n"
-    write_atomic(path, text.encode())
-    return cluster_id
+    write_atomic(os.path.join(log_dir, FILE_NAME), text.encode())

@@ -41,6 +41,31 @@ class BrokerMetrics:
                                       registry=r)
         self.partitions = Gauge("klamm_broker_partitions", "Partition replicas on this broker",
                                 registry=r)
+        self.leader_count = Gauge("klamm_broker_leader_count", "Partitions this broker leads",
+                                  registry=r)
+        self.under_min_isr = Gauge("klamm_broker_under_min_isr_partitions",
+                                   "Led partitions whose ISR is smaller than min.insync.replicas",
+                                   registry=r)
+        self.isr_shrinks = Counter("klamm_broker_isr_shrinks", "ISR shrinks of led partitions",
+                                   registry=r)
+        self.isr_expands = Counter("klamm_broker_isr_expands", "ISR expansions of led partitions",
+                                   registry=r)
+        self.replication_bytes_in = Counter(
+            "klamm_broker_replication_bytes_in", "Record batch bytes this broker fetched as a "
+            "follower", registry=r)
+        self.replication_bytes_out = Counter(
+            "klamm_broker_replication_bytes_out", "Record batch bytes followers fetched from "
+            "this broker", registry=r)
+        self.active_controller = Gauge("klamm_controller_active",
+                                       "1 while this broker is the controller", registry=r)
+        self.offline_partitions = Gauge("klamm_controller_offline_partitions",
+                                        "Partitions without a live leader (controller only)",
+                                        registry=r)
+        self.controller_events = Counter("klamm_controller_events",
+                                         "Events the controller processed, by kind", ["event"],
+                                         registry=r)
+        self.unclean_elections = Counter("klamm_controller_unclean_leader_elections",
+                                         "Leaders elected from outside the ISR", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

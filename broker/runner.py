@@ -1,8 +1,11 @@
 """Running a broker as a process: uvloop, signal handling, the readiness line.
 
-SIGTERM and SIGINT trigger a graceful stop; the process exits 0 once logs are flushed and
-checkpointed. The "listening on" line is printed only when the port accepts connections, so
-scripts and tests can wait for it instead of sleeping.
+SIGTERM and SIGINT trigger a graceful stop (also while the broker is still starting, say
+waiting for the coordination service); the process exits 0 once logs are flushed and
+checkpointed. The "listening on" line is printed only when the broker has joined the cluster
+and accepts connections, so scripts and tests can wait for it instead of sleeping. A broker
+that cannot start (a log dir of another broker or cluster, its id taken by a live broker, its
+port in use) prints one ``error:`` line and exits 1.
 """
 
 from __future__ import annotations
@@ -15,41 +18,49 @@ import sys
 import uvloop
 
 from klamm.zk.config import ZkConfig
-from klamm.zk.server import ZkServer
 
+from .cluster.membership import BrokerIdClash
 from .config import BrokerConfig
-from .server import BrokerServer
+from .meta_properties import LogDirMismatch
+from .server import BrokerServer, StartAborted
 
 
 async def serve(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(),
                 zk_config: ZkConfig | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; with ``zk_config`` the coordination service runs in this
-    process too (started first, stopped last), as ``klamm standalone --zk-listen`` asks."""
+    """Serve until SIGTERM/SIGINT. Without ``zookeeper.connect`` the broker embeds its own
+    coordination service (on ``zk_config``'s address, else a free port on 127.0.0.1)."""
     stop = asyncio.Event()
+    server = BrokerServer(config, explicit_config_keys=explicit_keys, embedded_zk=zk_config)
+
+    def on_signal() -> None:
+        stop.set()
+        server.request_stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    zk: ZkServer | None = None
-    if zk_config is not None:
-        zk = ZkServer(zk_config)
-        try:
-            await zk.start()
-        except (RuntimeError, OSError) as exc:  # data dir in use, port taken
-            print(f"error: cannot start the coordination service: {exc}", file=sys.stderr)
-            sys.exit(1)
-        print(f"klamm zk listening on {zk_config.host}:{zk.port} "
-              f"(data in {zk_config.data_dir})", flush=True)
-    server = BrokerServer(config, explicit_config_keys=explicit_keys)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await server.start()
-        print(f"klamm broker {config.broker_id} listening on {config.host}:{server.port} "
-              f"(data in {config.log_dir})", flush=True)
-        await stop.wait()
-        print("klamm broker shutting down", flush=True)
+    except StartAborted:
         await server.stop()
-    finally:
-        if zk is not None:
-            await zk.stop()
+        print("klamm broker stopped before it finished starting", flush=True)
+        return
+    except (LogDirMismatch, BrokerIdClash, OSError, RuntimeError) as exc:
+        await server.stop()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        what = f"cannot listen on {config.host}:{config.port}: " if isinstance(exc, OSError) \
+            else ""
+        print(f"error: {what}{reason}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
+    print(f"klamm broker {config.broker_id} listening on {config.host}:{server.port} "
+          f"(data in {config.log_dir}, cluster {server.cluster_id}{metrics})", flush=True)
+    if server.zk_server is not None and zk_config is not None:  # asked for with --zk-listen
+        print(f"klamm zk listening on {server.zk_hosts} (embedded; data in "
+              f"{server.zk_server.config.data_dir})", flush=True)
+    await stop.wait()
+    print("klamm broker shutting down", flush=True)
+    await server.stop()
 
 
 def run(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(),

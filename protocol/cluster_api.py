@@ -64,6 +64,7 @@ class LeaderAndIsrPartition:
     partition_epoch: int
     replicas: list[int]
     is_new: bool = False
+    unclean: bool = False  # the leader was elected from outside the ISR: records may be lost
 
 
 @message

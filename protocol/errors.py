@@ -44,6 +44,7 @@ class ErrorCode(IntEnum):
     DUPLICATE_SEQUENCE = 46
     STORAGE_ERROR = 56
     SASL_AUTHENTICATION_FAILED = 58
+    TOPIC_DELETION_DISABLED = 73
     FENCED_LEADER_EPOCH = 74
     UNKNOWN_LEADER_EPOCH = 76
     STALE_BROKER_EPOCH = 77
@@ -133,6 +134,8 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
               "stored; free disk space on the broker"),
     ErrorCode.SASL_AUTHENTICATION_FAILED: ErrorInfo(
         False, "authentication failed; check the credentials"),
+    ErrorCode.TOPIC_DELETION_DISABLED: ErrorInfo(
+        False, "topic deletion is disabled on the brokers (delete.topic.enable=false)"),
     ErrorCode.FENCED_LEADER_EPOCH: ErrorInfo(
         True, "the leader epoch in the request is older than the broker's; refresh metadata"),
     ErrorCode.UNKNOWN_LEADER_EPOCH: ErrorInfo(
@@ -326,6 +329,11 @@ class SaslAuthenticationFailedError(KlammError):
     retriable = False
 
 
+class TopicDeletionDisabledError(KlammError):
+    code = ErrorCode.TOPIC_DELETION_DISABLED
+    retriable = False
+
+
 class FencedLeaderEpochError(KlammError):
     code = ErrorCode.FENCED_LEADER_EPOCH
     retriable = True
@@ -394,6 +402,7 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     DuplicateSequenceError,
     StorageError,
     SaslAuthenticationFailedError,
+    TopicDeletionDisabledError,
     FencedLeaderEpochError,
     UnknownLeaderEpochError,
     StaleBrokerEpochError,

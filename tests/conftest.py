@@ -21,6 +21,7 @@ FAST_BROKER = {
     "log.flush.scheduler.interval.ms": 50,
     "log.segment.delete.delay.ms": 0,
     "shutdown.timeout.ms": 5000,
+    "controlled.shutdown.retry.backoff.ms": 100,
 }
 
 
@@ -55,15 +56,26 @@ async def broker_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-async def proxied_broker(broker_factory: Callable[..., Any]
-                         ) -> AsyncIterator[tuple[BrokerServer, FaultProxy]]:
-    """A broker that clients reach only through a FaultProxy (it advertises the proxy)."""
+async def proxied_broker(tmp_path: Path) -> AsyncIterator[tuple[BrokerServer, FaultProxy]]:
+    """A broker that clients reach only through a FaultProxy (it advertises the proxy; its
+    own controller reaches it through the proxy too, so the proxy is aimed at it as soon as
+    its port is open)."""
+    import asyncio
+
     proxy = await FaultProxy("127.0.0.1", 1).start()
-    server = await broker_factory(advertised_port=proxy.port)
+    server = BrokerServer(make_broker_config(tmp_path / "proxied", advertised_port=proxy.port))
+    starting = asyncio.ensure_future(server.start())
+    listening = asyncio.ensure_future(server.listening.wait())
+    await asyncio.wait({starting, listening}, return_when=asyncio.FIRST_COMPLETED)
+    listening.cancel()
+    if starting.done():
+        starting.result()  # raises what failed before the port was open
     proxy.retarget("127.0.0.1", server.port)
     try:
+        await starting
         yield server, proxy
     finally:
+        await server.stop()
         await proxy.stop()
 
 

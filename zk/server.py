@@ -166,6 +166,16 @@ class ZkServer:
                                                 self.config.port, reuse_address=True)
         self._expiry_task = loop.create_task(self._expiry_loop(), name="zk-session-expiry")
 
+    def expire_restored_sessions(self) -> int:
+        """End every session restored from disk at once (their ephemerals go). For a server
+        embedded in the one process that used it: no owner of those sessions can be alive,
+        so waiting out their timeouts would only delay the process's own re-registration.
+        Call right after ``start``, before any client connects. Returns how many ended."""
+        restored = [s for s in self.db.tree.sessions if s not in self.attached]
+        for session_id in restored:
+            self._end_session(session_id, expired=True)
+        return len(restored)
+
     async def stop(self) -> None:
         if self._server is None:
             return

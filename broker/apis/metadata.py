@@ -1,53 +1,95 @@
-"""METADATA: brokers, and for each topic its partitions' leader, epoch, replicas and ISR."""
+"""METADATA: live brokers, the controller, and per topic its partitions' leader, epoch,
+replicas and ISR, all from the metadata cache the controller feeds (so every broker answers
+alike). A partition whose leader is not live reports LEADER_NOT_AVAILABLE with leader -1.
+Naming a missing topic with ``allow_auto_topic_creation`` creates it when
+``auto.create.topics.enable`` is on; it reports LEADER_NOT_AVAILABLE until it has leaders.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from klamm.protocol.errors import ErrorCode
+from klamm.protocol.cluster_api import NO_LEADER
+from klamm.protocol.errors import ErrorCode, InvalidRequestError
 from klamm.protocol.frame import Request
 
 from ..connection import HandlerResult, Reply
 
 if TYPE_CHECKING:
-    from ..server import BrokerServer
+    from ..config import BrokerConfig
+    from ..metadata_cache import MetadataCache
+    from ..topic_admin import TopicAdmin
+
+log = logging.getLogger(__name__)
 
 
-def handle_metadata(server: "BrokerServer", request: Request) -> HandlerResult:
-    body = request.body
-    names = body.get("topics")
-    auto_create = bool(body.get("allow_auto_topic_creation", False))
-    store = server.topics
-    if names is None:
-        names = sorted(store.topics)
-    topics = []
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError("topic names must be strings")
-        if name not in store.topics and auto_create and server.config.auto_create_topics_enable:
-            code, _ = server.create_topic(name, server.config.num_partitions,
-                                          server.config.default_replication_factor, {})
-            if code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
-                topics.append({"topic": name, "error_code": int(code), "is_internal": False,
-                               "partitions": []})
-                continue
-        if name not in store.topics:
-            topics.append({"topic": name, "error_code": int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-                           "is_internal": False, "partitions": []})
-            continue
-        topics.append(_describe(server, name))
-    cfg = server.config
-    broker = {"node_id": cfg.broker_id, "host": cfg.advertised_host or cfg.host,
-              "port": cfg.advertised_port or server.port, "rack": cfg.broker_rack}
-    return Reply({"cluster_id": server.cluster_id, "controller_id": cfg.broker_id,
-                  "brokers": [broker], "topics": topics})
+class MetadataApi:
+    def __init__(self, cache: "MetadataCache", admin: "TopicAdmin",
+                 config: "BrokerConfig") -> None:
+        self.cache = cache
+        self.admin = admin
+        self.config = config
 
+    def handle(self, request: Request) -> HandlerResult:
+        body = request.body
+        names = body.get("topics")
+        if names is not None and (not isinstance(names, (list, tuple)) or
+                                  not all(isinstance(n, str) for n in names)):
+            raise InvalidRequestError("topics must be a list of topic names or None (all)")
+        auto_create = bool(body.get("allow_auto_topic_creation", False)) and \
+            self.config.auto_create_topics_enable
+        missing = [] if names is None else [n for n in dict.fromkeys(names)
+                                            if not self.cache.has_topic(n)]
+        if auto_create and missing:
+            return self._create_then_answer(names, missing)
+        return Reply(self._answer(names, {}))
 
-def _describe(server: "BrokerServer", name: str) -> dict[str, Any]:
-    parts = []
-    for p in server.replicas.topic_partitions(name):
-        parts.append({"partition": p.index, "error_code": 0, "leader": p.leader_id,
-                      "leader_epoch": p.leader_epoch, "replicas": list(p.replicas),
-                      "isr": list(p.isr), "offline_replicas": []})
-    return {"topic": name, "error_code": 0, "is_internal": name.startswith("__"),
-            "partitions": parts}
+    async def _create_then_answer(self, names: list[str], missing: list[str]) -> Reply:
+        created: dict[str, tuple[ErrorCode, str | None]] = {}
+        for name in missing:
+            code, message = await self.admin.create(
+                name, self.config.num_partitions, self.config.default_replication_factor, {},
+                user=False, timeout_ms=0)
+            if code is ErrorCode.NONE:
+                log.info("auto-created topic %s (auto.create.topics.enable=true; a METADATA "
+                         "request named it)", name)
+                code, message = ErrorCode.LEADER_NOT_AVAILABLE, "the topic was just created"
+            elif code is ErrorCode.TOPIC_ALREADY_EXISTS:
+                code, message = ErrorCode.LEADER_NOT_AVAILABLE, "the topic is being created"
+            created[name] = (code, message)
+        return Reply(self._answer(names, created))
+
+    def _answer(self, names: list[str] | None,
+                errors: dict[str, tuple[ErrorCode, str | None]]) -> dict[str, Any]:
+        cache = self.cache
+        topics = []
+        for name in (sorted(cache.topics) if names is None else dict.fromkeys(names)):
+            if name in errors and not cache.has_topic(name):
+                code, message = errors[name]
+                topics.append({"topic": name, "error_code": int(code), "error_message": message,
+                               "is_internal": name.startswith("__"), "partitions": []})
+            elif not cache.has_topic(name):
+                topics.append({"topic": name,
+                               "error_code": int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+                               "is_internal": False, "partitions": []})
+            else:
+                topics.append(self._describe(name))
+        brokers = [{"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+                   for _, b in sorted(cache.brokers.items())]
+        return {"cluster_id": cache.cluster_id, "controller_id": cache.controller_id,
+                "brokers": brokers, "topics": topics}
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        live = self.cache.brokers
+        parts = []
+        for index, p in sorted(self.cache.topics[name].items()):
+            led = p.leader in live
+            parts.append({"partition": index,
+                          "error_code": 0 if led else int(ErrorCode.LEADER_NOT_AVAILABLE),
+                          "leader": p.leader if led else NO_LEADER,
+                          "leader_epoch": p.leader_epoch, "replicas": list(p.replicas),
+                          "isr": list(p.isr),
+                          "offline_replicas": [b for b in p.replicas if b not in live]})
+        return {"topic": name, "error_code": 0, "is_internal": name.startswith("__"),
+                "partitions": parts}

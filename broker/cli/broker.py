@@ -25,7 +25,8 @@ def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[Br
 
 def _start(config_file: str | None, listen: str | None, data_dir: str | None,
            broker_id: int | None, overrides: tuple[str, ...],
-           zk_listen: str | None = None) -> None:
+           zk_listen: str | None = None, zk: str | None = None,
+           standalone: bool = False) -> None:
     from ..runner import run
 
     values: dict[str, Any] = {}
@@ -35,8 +36,17 @@ def _start(config_file: str | None, listen: str | None, data_dir: str | None,
         values["log.dir"] = data_dir
     if broker_id is not None:
         values["broker.id"] = broker_id
+    if zk:
+        values["zookeeper.connect"] = zk
     values.update(parse_overrides(overrides))
     config, explicit = build_config(config_file, values)
+    if standalone and config.zookeeper_connect is not None:
+        raise CliError("klamm standalone runs its own coordination service; to join a "
+                       "cluster use `klamm broker start --zk HOST:PORT`")
+    if not standalone and config.zookeeper_connect is None:
+        raise CliError("klamm broker start needs the coordination service: give --zk "
+                       "HOST:PORT[/chroot] (zookeeper.connect); for one node with no other "
+                       "process, run `klamm standalone`")
     zk_config = None
     if zk_listen:
         from klamm.zk.config import ZkConfig
@@ -65,14 +75,18 @@ _override = click.option("--override", "overrides", multiple=True, metavar="KEY=
 @_override
 def standalone(listen: str | None, data_dir: str | None, zk_listen: str | None,
                overrides: tuple[str, ...]) -> None:
-    """Run an all-in-one single-node broker (no external services needed).
+    """Run an all-in-one node: one broker and its coordination service in one process.
+
+    The coordination service listens on a free port of 127.0.0.1 (or --zk-listen); nothing
+    else needs to run. The data dir holds it under DATA_DIR/zk.
 
     \b
     Example:
       klamm standalone --data-dir ./klamm-data --listen 127.0.0.1:9092
       klamm standalone --zk-listen 127.0.0.1:2181
     """
-    _start(None, listen, data_dir or "./klamm-data", None, overrides, zk_listen)
+    _start(None, listen, data_dir or "./klamm-data", None, overrides, zk_listen,
+           standalone=True)
 
 
 @click.group()
@@ -86,14 +100,18 @@ def broker() -> None:
 @click.option("--broker-id", type=int, help="This broker's id (broker.id).")
 @_listen
 @_data_dir
+@click.option("--zk", metavar="HOST:PORT[/CHROOT]",
+              help="The coordination service (zookeeper.connect), e.g. 127.0.0.1:2181/klamm.")
 @_override
 def broker_start(config_file: str | None, broker_id: int | None, listen: str | None,
-                 data_dir: str | None, overrides: tuple[str, ...]) -> None:
-    """Start a broker process; SIGTERM stops it cleanly.
+                 data_dir: str | None, zk: str | None, overrides: tuple[str, ...]) -> None:
+    """Start a broker of a cluster; SIGTERM stops it cleanly (leaderships move first).
 
     \b
     Example:
-      klamm broker start --broker-id 1 --listen 0.0.0.0:9092 --data-dir /var/lib/klamm
+      klamm zk start --listen 127.0.0.1:2181 --data-dir ./zk
+      klamm broker start --broker-id 1 --listen 127.0.0.1:9092 --data-dir ./b1 \\
+          --zk 127.0.0.1:2181
       klamm broker start --config server.properties
     """
-    _start(config_file, listen, data_dir, broker_id, overrides)
+    _start(config_file, listen, data_dir, broker_id, overrides, zk=zk)

@@ -77,9 +77,10 @@ class ControllerMovedError(Exception):
 class StateConflict(Exception):
     """A conditional write of partition states lost its race; ``failed`` names them."""
 
-    def __init__(self, failed: list[TP]) -> None:
+    def __init__(self, failed: list[TP], written: dict[TP, LeaderIsr]) -> None:
         super().__init__(f"partition state changed meanwhile: {failed[:5]}")
         self.failed = failed
+        self.written = written
 
 
 async def gather_chunks(calls: Iterable[Callable[[], Awaitable[T]]], width: int = 256) -> list[T]:
@@ -151,7 +152,7 @@ class ClusterStore:
     async def live_brokers(self, watch: WatchFn | None = None) -> dict[int, BrokerRegistration]:
         ids = await self.broker_ids(watch)
         found = await gather_chunks(lambda b=b: self.get_broker(b) for b in ids)
-        return {b: got[0] for b, got in zip(ids, found) if got is not None}
+        return {b: got[0] for b, got in zip(ids, found, strict=True) if got is not None}
 
     # ------------------------------------------------------------------ controller
     async def controller_id(self, watch: WatchFn | None = None) -> int | None:
@@ -202,7 +203,7 @@ class ClusterStore:
 
     async def get_topics(self, names: Sequence[str]) -> dict[str, TopicAssignment]:
         found = await gather_chunks(lambda n=n: self.get_topic(n) for n in names)
-        return {n: t for n, t in zip(names, found) if t is not None}
+        return {n: t for n, t in zip(names, found, strict=True) if t is not None}
 
     async def create_topic(self, topic: TopicAssignment, configs: dict[str, Any]) -> None:
         """Write a new topic's config and assignment in one transaction; NodeExistsError
@@ -264,35 +265,33 @@ class ClusterStore:
 
     async def get_states(self, tps: Sequence[TP]) -> dict[TP, LeaderIsr]:
         found = await gather_chunks(lambda tp=tp: self.get_state(tp) for tp in tps)
-        return {tp: s for tp, s in zip(tps, found) if s is not None}
+        return {tp: s for tp, s in zip(tps, found, strict=True) if s is not None}
 
     async def write_states(self, writes: Sequence[tuple[TP, LeaderIsr, int | None]],
-                           epoch_version: int) -> list[LeaderIsr]:
+                           epoch_version: int) -> dict[TP, LeaderIsr]:
         """Create (expected version None) or update (conditional on the expected version)
         partition states, fenced by the controller epoch; returns them with their new
         versions. Raises ControllerMovedError, or StateConflict naming the partitions whose
-        state changed meanwhile (the writes of the other partitions went through)."""
-        out: list[LeaderIsr] = []
+        state changed meanwhile (the writes of the others went through: ``written``)."""
+        out: dict[TP, LeaderIsr] = {}
         conflicts: list[TP] = []
         for start in range(0, len(writes), MULTI_CHUNK):
             chunk = writes[start:start + MULTI_CHUNK]
             try:
-                out.extend(await self._write_chunk(chunk, epoch_version))
+                out.update(await self._write_chunk(chunk, epoch_version))
             except (BadVersionError, NodeExistsError, NoNodeError):
                 # find the losers one by one, so one stale partition does not block the rest
                 for item in chunk:
                     try:
-                        out.extend(await self._write_chunk([item], epoch_version))
+                        out.update(await self._write_chunk([item], epoch_version))
                     except (BadVersionError, NodeExistsError, NoNodeError):
                         conflicts.append(item[0])
         if conflicts:
-            exc = StateConflict(conflicts)
-            exc.written = out  # type: ignore[attr-defined]
-            raise exc
+            raise StateConflict(conflicts, out)
         return out
 
     async def _write_chunk(self, chunk: Sequence[tuple[TP, LeaderIsr, int | None]],
-                           epoch_version: int) -> list[LeaderIsr]:
+                           epoch_version: int) -> dict[TP, LeaderIsr]:
         ops: list[MultiOp] = [Check(CONTROLLER_EPOCH, epoch_version)]
         for tp, state, expected in chunk:
             if expected is None:
@@ -305,11 +304,11 @@ class ClusterStore:
             if getattr(exc, "index", None) == 0:
                 raise ControllerMovedError("the controller epoch moved on") from None
             raise
-        written = []
-        for (tp, state, expected), result in zip(chunk, results[1:]):
+        written = {}
+        for (tp, state, _), result in zip(chunk, results[1:], strict=True):
             version = result.version if isinstance(result, Stat) else 0
-            written.append(LeaderIsr(state.leader, state.leader_epoch, state.isr,
-                                     state.controller_epoch, version))
+            written[tp] = LeaderIsr(state.leader, state.leader_epoch, state.isr,
+                                    state.controller_epoch, version)
         return written
 
     # ------------------------------------------------------------------ deletion

@@ -421,6 +421,18 @@ class PartitionLog:
         self.log_start_offset = min(self.log_start_offset, end)
         self.leader_epoch_cache.truncate_from_end(end)
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop everything and continue at ``offset`` (a follower whose log ends before the
+        leader's log start offset: what it has is older than anything the leader keeps)."""
+        self._check_open()
+        self.generation += 1
+        self._truncations += 1
+        self._truncate_fully(max(offset, 0))
+        end = self.log_end_offset
+        self.recovery_point = end
+        self._high_watermark = end
+        self.leader_epoch_cache.truncate_from_end(-1)
+
     def _truncate_fully(self, offset: int) -> None:
         old = list(self.segments)
         new = LogSegment.create(self.dir, offset, index_bytes=self.config.segment_index_bytes,

@@ -68,23 +68,32 @@ class ServerProcess(ABC):
 
 
 class BrokerProcess(ServerProcess):
-    """``python -m klamm.broker`` with ``--override key=value`` for each of ``overrides``."""
+    """A broker of the cluster at ``zk`` (``python -m klamm.broker``, i.e. ``klamm broker
+    start``), or without ``zk`` a ``klamm standalone`` node; ``--override key=value`` for each
+    of ``overrides``."""
 
     what = "broker"
 
     def __init__(self, data_dir: str, *, port: int = 0, extra: Sequence[str] = (),
-                 overrides: dict[str, object] | None = None, prefix: Sequence[str] = ()) -> None:
+                 overrides: dict[str, object] | None = None, prefix: Sequence[str] = (),
+                 zk: str | None = None, broker_id: int | None = None) -> None:
         super().__init__(data_dir, port, prefix)
         self.extra = list(extra)
         self.overrides = dict(overrides or {})
+        self.zk = zk
+        self.broker_id = broker_id
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        args = ["klamm.broker", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
-                self.data_dir, *self.extra]
+        start = ["klamm.broker", "--zk", self.zk] if self.zk else \
+            ["klamm.broker.cli", "standalone"]
+        if self.broker_id is not None:
+            start += ["--override", f"broker.id={self.broker_id}"]
+        args = [*start, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
+                *self.extra]
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         return args

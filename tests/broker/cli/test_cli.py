@@ -138,9 +138,10 @@ def test_standalone_can_embed_the_coordination_service(tmp_path: Path) -> None:
             if line.startswith("klamm ") and "listening on" in line:  # not a log line
                 addresses[line.split()[1]] = line.split("listening on ")[1].split()[0]
         zk, broker = addresses["zk"], addresses["broker"]
-        created = klamm("zk", "create", "/cluster", "one", "-z", zk)
+        created = klamm("zk", "create", "/mine", "one", "-z", zk)
         assert created.returncode == 0, created.stderr
-        assert klamm("zk", "get", "/cluster", "-z", zk).stdout.strip() == "one"
+        assert klamm("zk", "get", "/mine", "-z", zk).stdout.strip() == "one"
+        assert "0" in klamm("zk", "ls", "/brokers/ids", "-z", zk).stdout  # the broker uses it
         assert klamm("topics", "create", "s", "-b", broker).returncode == 0
         proc.terminate()
         assert proc.wait(30) == 0

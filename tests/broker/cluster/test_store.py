@@ -53,16 +53,17 @@ async def test_state_writes_are_conditional_on_version_and_controller_epoch(
     epoch, version = await store.increment_controller_epoch()
     assert (epoch, version) == (1, 0)
     tp = ("orders", 0)
-    [created] = await store.write_states([(tp, LeaderIsr(1, 0, (1, 2), epoch), None)], version)
+    [created] = (await store.write_states([(tp, LeaderIsr(1, 0, (1, 2), epoch), None)],
+                                          version)).values()
     assert await store.get_state(tp) == created
-    [updated] = await store.write_states(
-        [(tp, created.with_isr([1], epoch), created.partition_epoch)], version)
+    [updated] = (await store.write_states(
+        [(tp, created.with_isr([1], epoch), created.partition_epoch)], version)).values()
     assert updated.partition_epoch == created.partition_epoch + 1
     with pytest.raises(StateConflict) as lost:  # decided on a stale read
         await store.write_states([(tp, created.with_isr([1, 2], epoch),
                                    created.partition_epoch), (("orders", 1),
                                    LeaderIsr(2, 0, (2,), epoch), None)], version)
-    assert lost.value.failed == [tp]
+    assert lost.value.failed == [tp] and list(lost.value.written) == [("orders", 1)]
     assert await store.get_state(("orders", 1)) is not None  # the other write went through
     await store.increment_controller_epoch()  # a new controller
     with pytest.raises(ControllerMovedError):

@@ -1,0 +1,570 @@
+"""The controller: one broker, elected through the coordination service, that decides every
+partition's leader and ISR and tells the brokers (Kafka's ``KafkaController``).
+
+Election: the election recipe on the ephemeral ``/controller`` node; the winner then bumps
+the controller epoch conditionally, and every state it writes is fenced by that epoch's version
+(``ClusterStore``), so a controller that lost its session cannot change anything even before it
+notices. On winning it reads the whole state back (brokers, topics, partition states,
+deletions), sends every live broker the full picture, and finishes what a predecessor left
+half done: partitions without a live leader are elected, dead brokers leave ISRs, topics
+without states get them, deletions resume. So a controller failover loses no pending change:
+every decision is in the coordination service before any broker hears of it.
+
+Events (coordination watches, requests from brokers, timers) go through one queue and are
+handled one at a time by one task; each computes its transitions with the pure functions of
+``transitions``, writes them conditionally, applies them to the ``ControllerContext`` once
+written, and queues LeaderAndIsr / UpdateMetadata / StopReplica per broker on the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from klamm.broker.cluster.model import LeaderIsr
+from klamm.broker.cluster.store import (CONTROLLER, ClusterStore, ControllerMovedError,
+                                        StateConflict)
+from klamm.broker.config import BrokerConfig
+from klamm.broker.metrics import BrokerMetrics
+from klamm.protocol.cluster_api import (AlterPartitionRequest, AlterPartitionResponse,
+                                        AlterPartitionResult, ControlledShutdownRequest,
+                                        ControlledShutdownResponse, LeaderAndIsrResponse,
+                                        PartitionRef, StopReplicaRequest, StopReplicaResponse)
+from klamm.protocol.api import ApiKey
+from klamm.protocol.errors import ErrorCode
+from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
+from klamm.zk.coordination import Coordination
+from klamm.zk.election import LeaderElection
+from klamm.zk.errors import ZkError
+
+from . import transitions
+from .channel import ControllerChannel
+from .context import TP, ControllerContext, StateChange
+from .requests import RequestBatch
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(slots=True)
+class Event:
+    name = "event"
+
+
+@dataclass(slots=True)
+class BrokersChanged(Event):
+    name = "broker_change"
+
+
+@dataclass(slots=True)
+class TopicsChanged(Event):
+    name = "topic_change"
+
+
+@dataclass(slots=True)
+class DeletionsChanged(Event):
+    name = "topic_deletion"
+
+
+@dataclass(slots=True)
+class DeletionConfirmed(Event):
+    topic: str = ""
+    broker: int = -1
+    name = "topic_deletion_confirmed"
+
+
+@dataclass(slots=True)
+class TopicConfigChanged(Event):
+    topic: str = ""
+    name = "topic_config_change"
+
+
+@dataclass(slots=True)
+class PreferredLeaderCheck(Event):
+    name = "preferred_leader_check"
+
+
+@dataclass(slots=True)
+class AlterPartitionReceived(Event):
+    request: AlterPartitionRequest | None = None
+    reply: "asyncio.Future[AlterPartitionResponse] | None" = None
+    name = "alter_partition"
+
+
+@dataclass(slots=True)
+class ControlledShutdownReceived(Event):
+    request: ControlledShutdownRequest | None = None
+    reply: "asyncio.Future[ControlledShutdownResponse] | None" = None
+    name = "controlled_shutdown"
+
+
+@dataclass(slots=True)
+class _Generation:
+    number: int = 0
+    events: "asyncio.Queue[Event]" = field(default_factory=asyncio.Queue)
+
+
+class Controller:
+    def __init__(self, config: BrokerConfig, client: Coordination, store: ClusterStore,
+                 metrics: BrokerMetrics, cluster_id: str,
+                 unclean_of: Callable[[dict[str, str]], bool]) -> None:
+        self.config = config
+        self.broker_id = config.broker_id
+        self.client = client
+        self.store = store
+        self.metrics = metrics
+        self.cluster_id = cluster_id
+        self._unclean_of = unclean_of
+        self.election = LeaderElection(client, CONTROLLER, store.controller_data(self.broker_id))
+        self.ctx = ControllerContext()
+        self.channel: ControllerChannel | None = None
+        self.active = False
+        self._gen = _Generation()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self.elected = asyncio.Event()  # set while active (tests and benchmarks wait on it)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._campaign(), name="controller")
+
+    async def stop(self) -> None:
+        """Stop taking part; resign if controller (the others elect at once)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            await asyncio.wait_for(self.election.resign(), 2.0)
+        except (ZkError, TimeoutError, OSError):
+            pass
+
+    async def _campaign(self) -> None:
+        while True:
+            try:
+                await self.election.run(self._lead)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("controller %d failed; standing for election again",
+                              self.broker_id)
+                await asyncio.sleep(self.config.controller_retry_backoff_ms / 1000)
+
+    async def _lead(self) -> None:
+        gen = self._gen = _Generation(self._gen.number + 1)
+        try:
+            epoch, version = await self.store.increment_controller_epoch()
+        except ControllerMovedError:
+            log.warning("broker %d won /controller but another controller bumped the epoch; "
+                        "standing again", self.broker_id)
+            return
+        self.ctx = ControllerContext(epoch=epoch, epoch_version=version)
+        self.channel = ControllerChannel(self.broker_id, self.config.controller_socket_timeout_ms,
+                                         self.config.controller_retry_backoff_ms)
+        self.active = True
+        self.metrics.active_controller.set(1)
+        log.info("broker %d is the controller (epoch %d)", self.broker_id, epoch)
+        if self.config.auto_leader_rebalance_enable:
+            self._timer = asyncio.get_running_loop().create_task(self._preferred_timer(gen))
+        try:
+            await self._failover(gen)
+            self.elected.set()
+            while True:
+                event = await gen.events.get()
+                await self._process(gen, event)
+        except ControllerMovedError:
+            log.warning("controller %d was replaced (controller epoch moved on); resigning",
+                        self.broker_id)
+        finally:
+            self.active = False
+            self.elected.clear()
+            self.metrics.active_controller.set(0)
+            if self._timer is not None:
+                self._timer.cancel()
+            await self.channel.close()
+            self._fail_pending(gen)
+
+    def _fail_pending(self, gen: _Generation) -> None:
+        while not gen.events.empty():
+            event = gen.events.get_nowait()
+            if isinstance(event, AlterPartitionReceived) and event.reply is not None:
+                if not event.reply.done():
+                    event.reply.set_result(AlterPartitionResponse(
+                        int(ErrorCode.NOT_CONTROLLER), "the controller moved"))
+            elif isinstance(event, ControlledShutdownReceived) and event.reply is not None:
+                if not event.reply.done():
+                    event.reply.set_result(ControlledShutdownResponse(
+                        int(ErrorCode.NOT_CONTROLLER), "the controller moved"))
+
+    # ------------------------------------------------------------------ entry points
+    def _enqueue(self, gen: _Generation, event: Event) -> None:
+        if gen is self._gen and self.active:
+            gen.events.put_nowait(event)
+
+    def _watcher(self, gen: _Generation, make: Callable[[], Event]) -> Callable[[Any], None]:
+        return lambda _event: self._enqueue(gen, make())
+
+    async def alter_partition(self, request: AlterPartitionRequest) -> AlterPartitionResponse:
+        if not self.active:
+            return AlterPartitionResponse(int(ErrorCode.NOT_CONTROLLER),
+                                          f"broker {self.broker_id} is not the controller")
+        reply: asyncio.Future[AlterPartitionResponse] = \
+            asyncio.get_running_loop().create_future()
+        self._enqueue(self._gen, AlterPartitionReceived(request, reply))
+        return await reply
+
+    async def controlled_shutdown(self, request: ControlledShutdownRequest
+                                  ) -> ControlledShutdownResponse:
+        if not self.active:
+            return ControlledShutdownResponse(int(ErrorCode.NOT_CONTROLLER),
+                                              f"broker {self.broker_id} is not the controller")
+        reply: asyncio.Future[ControlledShutdownResponse] = \
+            asyncio.get_running_loop().create_future()
+        self._enqueue(self._gen, ControlledShutdownReceived(request, reply))
+        return await reply
+
+    async def answer(self, api: int, body: Any) -> Any:
+        """A broker-to-controller request from this same broker, without the network."""
+        if api == ApiKey.CONTROLLED_SHUTDOWN:
+            return to_wire(await self.controlled_shutdown(
+                from_wire(ControlledShutdownRequest, body)))
+        if api == ApiKey.ALTER_PARTITION:
+            return to_wire(await self.alter_partition(from_wire(AlterPartitionRequest, body)))
+        raise ValueError(f"api {api} is not for the controller")
+
+    def topic_config_changed(self, topic: str) -> None:
+        self._enqueue(self._gen, TopicConfigChanged(topic))
+
+    async def _preferred_timer(self, gen: _Generation) -> None:
+        interval = self.config.leader_imbalance_check_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            self._enqueue(gen, PreferredLeaderCheck())
+
+    # ------------------------------------------------------------------ processing
+    async def _process(self, gen: _Generation, event: Event) -> None:
+        self.metrics.controller_events.labels(event=event.name).inc()
+        backoff = self.config.controller_retry_backoff_ms / 1000
+        while True:
+            try:
+                await self._handle(gen, event)
+                break
+            except ControllerMovedError:
+                raise
+            except ZkError as exc:  # the coordination service is away: try this again
+                log.warning("controller event %s failed (%s); retrying in %.0f ms", event.name,
+                            exc, backoff * 1000)
+                await asyncio.sleep(backoff)
+        self.metrics.offline_partitions.set(len(self.ctx.offline()))
+
+    async def _handle(self, gen: _Generation, event: Event) -> None:
+        match event:
+            case BrokersChanged():
+                await self._brokers_changed(gen)
+            case TopicsChanged():
+                await self._topics_changed(gen)
+            case DeletionsChanged():
+                await self._deletions_changed(gen)
+            case DeletionConfirmed(topic=topic, broker=broker):
+                await self._deletion_confirmed(topic, broker)
+            case TopicConfigChanged(topic=topic):
+                await self._topic_config_changed(topic)
+            case PreferredLeaderCheck():
+                await self._preferred_check()
+            case AlterPartitionReceived(request=request, reply=reply):
+                assert request is not None and reply is not None
+                response = await self._alter_partition(request)
+                if not reply.done():
+                    reply.set_result(response)
+            case ControlledShutdownReceived(request=request, reply=reply):
+                assert request is not None and reply is not None
+                response = await self._controlled_shutdown(request)
+                if not reply.done():
+                    reply.set_result(response)
+
+    def _send(self, gen: _Generation, batch: RequestBatch) -> None:
+        assert self.channel is not None
+        for broker, request in batch.build(self.ctx, self.cluster_id):
+            callback: Callable[[Any], None] | None = None
+            if isinstance(request, StopReplicaRequest) and any(p.delete for p in
+                                                               request.partitions):
+                callback = self._deletion_callback(gen, broker, request)
+            elif type(request).__name__ == "LeaderAndIsrRequest":
+                callback = self._leader_and_isr_callback(broker)
+            self.channel.send(broker, request, callback)
+
+    def _leader_and_isr_callback(self, broker: int) -> Callable[[Any], None]:
+        def done(body: Any) -> None:
+            try:
+                response = from_wire(LeaderAndIsrResponse, body)
+            except MalformedMessage:
+                return
+            bad = [p for p in response.partitions if p.error_code not in
+                   (0, ErrorCode.STALE_CONTROLLER_EPOCH)]
+            if bad:
+                log.warning("broker %d could not apply %d partition(s), e.g. %s-%d: %s",
+                            broker, len(bad), bad[0].topic, bad[0].partition,
+                            bad[0].error_message)
+        return done
+
+    def _deletion_callback(self, gen: _Generation, broker: int,
+                           request: StopReplicaRequest) -> Callable[[Any], None]:
+        topics = {p.topic for p in request.partitions if p.delete}
+
+        def done(body: Any) -> None:
+            try:
+                response = from_wire(StopReplicaResponse, body)
+            except MalformedMessage:
+                return
+            failed = {p.topic for p in response.partitions if p.error_code}
+            if response.error_code:
+                failed = topics
+            for topic in topics - failed:
+                self._enqueue(gen, DeletionConfirmed(topic, broker))
+        return done
+
+    async def _apply(self, changes: list[StateChange], batch: RequestBatch, *,
+                     is_new: bool = False) -> dict[TP, LeaderIsr]:
+        """Write ``changes``; apply and announce those written; re-read the losers."""
+        if not changes:
+            return {}
+        ctx = self.ctx
+        writes = [(c.tp, c.new, None if c.old is None else c.old.partition_epoch)
+                  for c in changes]
+        try:
+            written = await self.store.write_states(writes, ctx.epoch_version)
+        except StateConflict as conflict:
+            written = conflict.written
+            log.warning("%d partition state(s) changed under the controller, e.g. %s; "
+                        "re-reading them", len(conflict.failed), conflict.failed[0])
+            for tp, state in (await self.store.get_states(conflict.failed)).items():
+                ctx.states[tp] = state
+                batch.add_leader_and_isr(ctx, tp)
+        for change in changes:
+            state = written.get(change.tp)
+            if state is None:
+                continue
+            ctx.apply(change, state)
+            if change.unclean:
+                self.metrics.unclean_elections.inc()
+                log.error("%s-%d: unclean leader election: broker %d leads from outside the "
+                          "ISR %s (unclean.leader.election.enable=true); records committed "
+                          "by the previous ISR but missing on it are lost", change.tp[0],
+                          change.tp[1], state.leader, list(change.old.isr) if change.old
+                          else [])
+            elif change.old is not None and change.leader_changed:
+                log.info("%s-%d: leader %d -> %d (epoch %d, ISR %s): %s", change.tp[0],
+                         change.tp[1], change.old.leader, state.leader, state.leader_epoch,
+                         list(state.isr), change.reason)
+            batch.add_leader_and_isr(ctx, change.tp, is_new=is_new, unclean=change.unclean)
+        return written
+
+    # ------------------------------------------------------------------ failover
+    async def _failover(self, gen: _Generation) -> None:
+        ctx = self.ctx
+        store = self.store
+        assert self.channel is not None
+        ctx.live = await store.live_brokers(watch=self._watcher(gen, BrokersChanged))
+        names = await store.topic_names(watch=self._watcher(gen, TopicsChanged))
+        ctx.topics = await store.get_topics(names)
+        configs = await asyncio.gather(*(store.topic_configs(n) for n in ctx.topics))
+        ctx.unclean_topics = {n for n, c in zip(ctx.topics, configs, strict=True)
+                              if self._unclean_of(c)}
+        all_tps = [(n, p) for n, t in ctx.topics.items() for p in t.replicas]
+        ctx.states = await store.get_states(all_tps)
+        marked = await store.topics_marked_for_deletion(
+            watch=self._watcher(gen, DeletionsChanged))
+        for reg in ctx.live.values():
+            self.channel.add_broker(reg)
+        batch = RequestBatch(self.broker_id)
+        batch.metadata_full_to = set(ctx.live)
+        batch.full_leader_and_isr = set(ctx.live)
+        for tp in ctx.partitions():
+            if tp in ctx.states:
+                batch.add_leader_and_isr(ctx, tp)
+        gone = {b for s in ctx.states.values() for b in s.isr if b not in ctx.live}
+        await self._apply(transitions.brokers_failed(ctx, gone), batch)
+        await self._apply(transitions.elect_offline(ctx), batch)
+        for name in ctx.topics:
+            await self._apply(transitions.new_topic_states(ctx, name), batch, is_new=True)
+        await self._start_deletions(marked, batch)
+        log.info("controller %d resumed: %d live broker(s), %d topic(s), %d partition(s), "
+                 "%d offline", self.broker_id, len(ctx.live), len(ctx.topics), len(ctx.states),
+                 len(ctx.offline()))
+        self._send(gen, batch)
+
+    # ------------------------------------------------------------------ brokers
+    async def _brokers_changed(self, gen: _Generation) -> None:
+        ctx = self.ctx
+        assert self.channel is not None
+        now = await self.store.live_brokers(watch=self._watcher(gen, BrokersChanged))
+        old = ctx.live
+        dead = {b for b, r in old.items() if b not in now or now[b].epoch != r.epoch}
+        born = {b for b, r in now.items() if b not in old or old[b].epoch != r.epoch}
+        if not dead and not born:
+            return
+        batch = RequestBatch(self.broker_id, metadata_all=True)
+        if dead:
+            log.info("controller: broker(s) %s left", sorted(dead))
+            for b in dead:
+                ctx.live.pop(b, None)
+                ctx.shutting_down.discard(b)
+                self.channel.remove_broker(b)
+            await self._apply(transitions.brokers_failed(ctx, dead), batch)
+        if born:
+            log.info("controller: broker(s) %s joined", sorted(born))
+            for b in born:
+                ctx.live[b] = now[b]
+                self.channel.add_broker(now[b])
+                batch.metadata_full_to.add(b)
+                batch.full_leader_and_isr.add(b)
+                for tp in ctx.partitions_on(b):
+                    if tp in ctx.states:
+                        batch.add_leader_and_isr(ctx, tp, [b])
+            await self._apply(transitions.elect_offline(ctx), batch)
+            for topic, pending in ctx.deleting.items():
+                for b in born & pending:
+                    for partition in ctx.topics[topic].replicas:
+                        batch.add_stop_replica(b, (topic, partition), -1, delete=True)
+        self._send(gen, batch)
+
+    # ------------------------------------------------------------------ topics
+    async def _topics_changed(self, gen: _Generation) -> None:
+        ctx = self.ctx
+        names = await self.store.topic_names(watch=self._watcher(gen, TopicsChanged))
+        new = [n for n in names if n not in ctx.topics]
+        if not new:
+            return
+        found = await self.store.get_topics(new)
+        configs = await asyncio.gather(*(self.store.topic_configs(n) for n in found))
+        for (name, topic), conf in zip(found.items(), configs, strict=True):
+            ctx.topics[name] = topic
+            if self._unclean_of(conf):
+                ctx.unclean_topics.add(name)
+        existing = await self.store.get_states([(n, p) for n, t in found.items()
+                                                for p in t.replicas])
+        ctx.states.update(existing)
+        batch = RequestBatch(self.broker_id)
+        for name in found:
+            await self._apply(transitions.new_topic_states(ctx, name), batch, is_new=True)
+            log.info("controller: created topic %s (%d partition(s))", name,
+                     len(found[name].replicas))
+        self._send(gen, batch)
+
+    async def _topic_config_changed(self, topic: str) -> None:
+        ctx = self.ctx
+        if topic not in ctx.topics:
+            return
+        unclean = self._unclean_of(await self.store.topic_configs(topic))
+        if unclean == (topic in ctx.unclean_topics):
+            return
+        if unclean:
+            ctx.unclean_topics.add(topic)
+            batch = RequestBatch(self.broker_id)
+            await self._apply(transitions.elect_offline(
+                ctx, [tp for tp in ctx.offline() if tp[0] == topic]), batch)
+            self._send(self._gen, batch)
+        else:
+            ctx.unclean_topics.discard(topic)
+
+    async def _deletions_changed(self, gen: _Generation) -> None:
+        marked = await self.store.topics_marked_for_deletion(
+            watch=self._watcher(gen, DeletionsChanged))
+        batch = RequestBatch(self.broker_id)
+        await self._start_deletions(marked, batch)
+        self._send(gen, batch)
+
+    async def _start_deletions(self, marked: list[str], batch: RequestBatch) -> None:
+        ctx = self.ctx
+        for topic in marked:
+            if topic in ctx.deleting:
+                continue
+            assignment = ctx.topics.get(topic)
+            if assignment is None:
+                await self.store.delete_topic(topic, ctx.epoch_version)
+                continue
+            replicas = {b for r in assignment.replicas.values() for b in r}
+            ctx.deleting[topic] = set(replicas)
+            batch.deleted_topics.add(topic)
+            for b in replicas & set(ctx.live):
+                for partition in assignment.replicas:
+                    batch.add_stop_replica(b, (topic, partition), -1, delete=True)
+            waiting = sorted(replicas - set(ctx.live))
+            log.info("controller: deleting topic %s%s", topic,
+                     f" (waits for broker(s) {waiting} to return)" if waiting else "")
+
+    async def _deletion_confirmed(self, topic: str, broker: int) -> None:
+        ctx = self.ctx
+        pending = ctx.deleting.get(topic)
+        if pending is None:
+            return
+        pending.discard(broker)
+        if not pending:
+            await self.store.delete_topic(topic, ctx.epoch_version)
+            ctx.remove_topic(topic)
+            log.info("controller: topic %s deleted from every replica", topic)
+
+    # ------------------------------------------------------------------ leaders
+    async def _preferred_check(self) -> None:
+        ratio = self.config.leader_imbalance_per_broker_percentage / 100
+        batch = RequestBatch(self.broker_id)
+        await self._apply(transitions.preferred_elections(self.ctx, ratio), batch)
+        self._send(self._gen, batch)
+
+    async def _alter_partition(self, request: AlterPartitionRequest) -> AlterPartitionResponse:
+        ctx = self.ctx
+        results: list[AlterPartitionResult] = []
+        changes: list[StateChange] = []
+        for item in request.partitions:
+            code, message, change = transitions.alter_partition(ctx, request.broker_id,
+                                                                request.broker_epoch, item)
+            if change is not None:
+                changes.append(change)
+                continue
+            results.append(self._result(item.topic, item.partition, code, message))
+        batch = RequestBatch(self.broker_id)
+        written = await self._apply(changes, batch)
+        # the leader learns its new ISR from the answer; the others from UpdateMetadata
+        batch.leader_and_isr.clear()
+        for change in changes:
+            if change.tp in written:
+                results.append(self._result(*change.tp, ErrorCode.NONE, ""))
+            else:
+                results.append(self._result(*change.tp, ErrorCode.INVALID_UPDATE_VERSION,
+                                            "the partition changed meanwhile"))
+        self._send(self._gen, batch)
+        return AlterPartitionResponse(0, None, results)
+
+    def _result(self, topic: str, partition: int, code: ErrorCode,
+                message: str) -> AlterPartitionResult:
+        state = self.ctx.states.get((topic, partition))
+        if state is None:
+            return AlterPartitionResult(topic, partition, int(code), message or None)
+        return AlterPartitionResult(topic, partition, int(code), message or None, state.leader,
+                                    state.leader_epoch, list(state.isr), state.partition_epoch)
+
+    async def _controlled_shutdown(self, request: ControlledShutdownRequest
+                                   ) -> ControlledShutdownResponse:
+        ctx = self.ctx
+        broker = request.broker_id
+        registered = ctx.live.get(broker)
+        if registered is None or registered.epoch != request.broker_epoch:
+            return ControlledShutdownResponse(
+                int(ErrorCode.STALE_BROKER_EPOCH),
+                f"broker {broker} epoch {request.broker_epoch} is not registered")
+        ctx.shutting_down.add(broker)
+        changes, remaining = transitions.controlled_shutdown(ctx, broker)
+        batch = RequestBatch(self.broker_id)
+        written = await self._apply(changes, batch)
+        batch.leader_and_isr.pop(broker, None)
+        for tp in written:
+            batch.add_stop_replica(broker, tp, -1, delete=False)
+        self._send(self._gen, batch)
+        log.info("controller: controlled shutdown of broker %d moved %d partition(s); %d "
+                 "stay on it", broker, len(written), len(remaining))
+        return ControlledShutdownResponse(0, None, [PartitionRef(t, p) for t, p in remaining])

@@ -1,0 +1,142 @@
+"""TopicAdmin: creating, deleting and reconfiguring topics on behalf of any broker's clients.
+
+Any broker may take an admin request. It validates it against what its metadata cache knows
+(live brokers and racks, existing topics), writes the change to the coordination service and,
+for creation and deletion, waits until the controller's UpdateMetadata shows the result (a
+created topic's partitions all led; a deleted topic gone), up to the request's timeout. The
+controller does the rest: states, leaders, LeaderAndIsr, StopReplica. Config changes leave a
+notice every broker follows. Errors are the protocol's, with a message naming the offending
+value. Single-threaded (event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from typing import Any
+
+from klamm.protocol.config import ConfigError
+from klamm.protocol.errors import ErrorCode, KlammError
+from klamm.zk.errors import NodeExistsError
+
+from .cluster.model import TopicAssignment
+from .cluster.store import ClusterStore
+from .config import BrokerConfig, TopicConfig, validate_topic_name
+from .controller.assignment import Assignment, assign_replicas, check_assignment
+from .metadata_cache import MetadataCache
+from .topic_configs import TopicConfigs
+
+log = logging.getLogger(__name__)
+
+Result = tuple[ErrorCode, str | None]
+
+
+class TopicAdmin:
+    def __init__(self, config: BrokerConfig, store: ClusterStore, metadata: MetadataCache,
+                 topic_configs: TopicConfigs) -> None:
+        self.config = config
+        self.store = store
+        self.metadata = metadata
+        self.topic_configs = topic_configs
+        self._rng = random.Random()
+
+    async def create(self, name: str, partitions: int, replication_factor: int,
+                     configs: dict[str, Any], assignment: Assignment | None = None, *,
+                     user: bool = True, validate_only: bool = False,
+                     timeout_ms: int = 30_000) -> Result:
+        problem = validate_topic_name(name)
+        if problem is not None:
+            return ErrorCode.INVALID_TOPIC, problem
+        if user and name.startswith("__"):
+            return ErrorCode.INVALID_TOPIC, (f"topic names starting with '__' are reserved for "
+                                             f"internal topics: {name!r}")
+        if self.metadata.has_topic(name):
+            return ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists"
+        live = {b: e.rack for b, e in self.metadata.brokers.items()}
+        try:
+            if assignment is not None:
+                if partitions not in (-1, len(assignment)) or replication_factor not in (
+                        -1, len(next(iter(assignment.values()), []))):
+                    return ErrorCode.INVALID_REQUEST, (
+                        "give either a replica assignment or a partition count and "
+                        "replication factor, not both")
+                check_assignment(assignment, set(live))
+            else:
+                if partitions < 1:
+                    return ErrorCode.INVALID_PARTITIONS, (
+                        f"num_partitions must be >= 1, got {partitions}")
+                assignment = assign_replicas(partitions, replication_factor, live,
+                                             rng=self._rng)
+            overrides = TopicConfig.check_overrides(configs)
+            TopicConfig.effective(self.config, overrides)
+        except ConfigError as exc:
+            return ErrorCode.INVALID_CONFIG, str(exc)
+        except KlammError as exc:
+            return exc.code, exc.detail
+        if validate_only:
+            return ErrorCode.NONE, None
+        try:
+            await self.store.create_topic(TopicAssignment(name, uuid.uuid4().hex, assignment),
+                                          overrides)
+        except NodeExistsError:
+            deleting = name in await self.store.topics_marked_for_deletion()
+            return ErrorCode.TOPIC_ALREADY_EXISTS, (
+                f"topic {name!r} is still being deleted; retry once it is gone" if deleting
+                else f"topic {name!r} already exists")
+        self.topic_configs.overrides[name] = dict(overrides)
+        log.info("topic %s created: %d partition(s), replicas %s", name, len(assignment),
+                 _short(assignment))
+        if timeout_ms > 0 and not await self.metadata.wait_until(
+                lambda: self.metadata.all_led(name), timeout_ms / 1000):
+            return ErrorCode.REQUEST_TIMED_OUT, (
+                f"topic {name!r} was created, but not every partition had a leader within "
+                f"{timeout_ms} ms; it will get them once the controller acts")
+        return ErrorCode.NONE, None
+
+    async def delete(self, name: str, timeout_ms: int = 30_000) -> Result:
+        if not self.config.delete_topic_enable:
+            return ErrorCode.TOPIC_DELETION_DISABLED, "delete.topic.enable=false on the brokers"
+        if not self.metadata.has_topic(name):  # a topic being deleted is gone from it already
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+        await self.store.mark_for_deletion(name)
+        log.info("topic %s marked for deletion", name)
+        if timeout_ms > 0 and not await self.metadata.wait_until(
+                lambda: not self.metadata.has_topic(name), timeout_ms / 1000):
+            return ErrorCode.REQUEST_TIMED_OUT, (
+                f"topic {name!r} is marked for deletion but still listed after {timeout_ms} ms")
+        return ErrorCode.NONE, None
+
+    async def exists(self, name: str) -> bool:
+        return self.metadata.has_topic(name) or await self.store.get_topic(name) is not None
+
+    async def overrides(self, name: str) -> dict[str, Any]:
+        await self.topic_configs.load([name])
+        return dict(self.topic_configs.overrides.get(name, {}))
+
+    async def alter(self, name: str, changes: dict[str, Any],
+                    validate_only: bool) -> TopicConfig | None:
+        """Apply incremental changes (None removes an override); returns the new effective
+        config (None with validate_only). Raises ConfigError naming bad keys."""
+        current = await self.overrides(name)
+        removed = set()
+        for key, value in changes.items():
+            if value is None:
+                dotted = key.replace("_", ".").replace("-", ".")
+                if dotted.replace(".", "_") not in TopicConfig.model_fields:
+                    TopicConfig.check_overrides({key: ""})  # raises naming the unknown key
+                removed.add(dotted)
+        overrides = {k: v for k, v in current.items() if k not in removed}
+        overrides.update(TopicConfig.check_overrides(
+            {k: v for k, v in changes.items() if v is not None}))
+        effective = TopicConfig.effective(self.config, overrides)
+        if validate_only:
+            return None
+        await self.store.set_topic_configs(name, overrides)
+        self.topic_configs.overrides[name] = overrides
+        return effective
+
+
+def _short(assignment: Assignment) -> str:
+    items = [f"{p}:{','.join(map(str, r))}" for p, r in sorted(assignment.items())]
+    return " ".join(items[:6]) + (" ..." if len(items) > 6 else "")
