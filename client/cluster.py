@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from klamm.protocol.frame import Response
 
 from .config import CommonClientConfig
 from .connection import BrokerConnection
-from .errors import KlammConnectionError, NoBrokersAvailable, error_for
+from .errors import KlammConnectionError, KlammTimeoutError, NoBrokersAvailable, error_for
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Cluster:
         self._connections: dict[int, BrokerConnection] = {}
         self._connecting: dict[int, asyncio.Future[BrokerConnection]] = {}
         self._bootstrap_conn: BrokerConnection | None = None
+        self._bootstrap_index = 0  # where the next walk over bootstrap servers starts
         self._refresh_lock = asyncio.Lock()
         self._closed = False
 
@@ -177,16 +179,64 @@ class Cluster:
 
     async def refresh(self, topics: list[str] | None, *,
                       allow_auto_topic_creation: bool = False) -> ClusterMetadata:
-        """Fetch metadata for ``topics`` (None: all topics) and merge it."""
+        """Fetch metadata for ``topics`` (None: all topics) and merge it. A broker that does
+        not answer within request.timeout.ms (down, stalled) is passed over for the next."""
         async with self._refresh_lock:
-            conn = await self.any_connection()
-            response = await conn.request(
-                ApiKey.METADATA,
-                {"topics": topics, "allow_auto_topic_creation": allow_auto_topic_creation},
-                timeout=self.request_timeout)
-            check_top_level_error(response.body)
-            self.metadata.update(response.body, full=topics is None)
-            return self.metadata
+            body = {"topics": topics, "allow_auto_topic_creation": allow_auto_topic_creation}
+            errors: list[str] = []
+            async for conn in self._candidates(errors):
+                try:
+                    response = await conn.request(ApiKey.METADATA, body,
+                                                  timeout=self.request_timeout)
+                except (KlammConnectionError, KlammTimeoutError) as exc:
+                    errors.append(str(exc))
+                    log.info("metadata request to %s failed (%s); asking another broker",
+                             conn.address, exc)
+                    continue
+                check_top_level_error(response.body)
+                self.metadata.update(response.body, full=topics is None)
+                return self.metadata
+            servers = ",".join(f"{h}:{p}" for h, p in self.config.bootstrap_servers)
+            raise NoBrokersAvailable(f"no broker answered at {servers} ({'; '.join(errors)}); "
+                                     f"is a broker running there?")
+
+    async def _candidates(self, errors: list[str]) -> AsyncIterator[BrokerConnection]:
+        """Connections to ask for metadata, best first, each address once: open ones, then
+        the brokers the metadata knows, then the bootstrap servers (starting after the one
+        used last, so a bootstrap server that stalls is not asked first every time)."""
+        seen: set[str] = set()
+        for conn in list(self._connections.values()) + [self._bootstrap_conn]:
+            if conn is not None and conn.connected and conn.address not in seen:
+                seen.add(conn.address)
+                yield conn
+        for node_id, broker in list(self.metadata.brokers.items()):
+            address = f"{broker.host}:{broker.port}"
+            if address in seen:
+                continue
+            seen.add(address)
+            try:
+                conn = await self.connection(node_id)
+            except KlammConnectionError as exc:
+                errors.append(str(exc))
+                continue
+            yield conn
+        servers = self.config.bootstrap_servers
+        start = self._bootstrap_index
+        for i in range(len(servers)):
+            host, port = servers[(start + i) % len(servers)]
+            if f"{host}:{port}" in seen:
+                continue
+            seen.add(f"{host}:{port}")
+            try:
+                conn = await self._open(host, port)
+            except KlammConnectionError as exc:
+                errors.append(str(exc))
+                continue
+            if self._bootstrap_conn is not None:
+                self._bootstrap_conn.close()
+            self._bootstrap_conn = conn
+            self._bootstrap_index = (start + i + 1) % len(servers)
+            yield conn
 
     async def list_offsets(self, specs: dict[Any, int]) -> dict[Any, tuple[int, int]]:
         """ListOffsets for ``{TopicPartition: timestamp}`` (LATEST/EARLIEST or ms), one request

@@ -31,7 +31,9 @@ def _register_optional() -> None:
     import importlib
 
     for module, name in (("topics", "topics"), ("produce", "produce"), ("consume", "consume"),
-                         ("perf", "perf"), ("zk", "zk")):
+                         ("perf", "perf"), ("zk", "zk"),
+                         ("verifiable", "verifiable_producer"),
+                         ("verifiable", "verifiable_consumer")):
         try:
             mod = importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as exc:

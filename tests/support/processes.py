@@ -35,16 +35,34 @@ class ServerProcess(ABC):
         """Arguments after ``python -m``."""
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Spawn without waiting (``wait_ready`` then), so several can start at once."""
         self._ready.clear()
         self.output = []
         self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", *self.command()],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
         if not self._ready.wait(timeout):
             self.kill()
             raise RuntimeError(f"{self.what} did not become ready:\n" + "".join(self.output))
-        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def log_text(self) -> str:
+        return "".join(self.output)
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
