@@ -131,6 +131,8 @@ class Partition:
             for b in list(self.followers):
                 if b not in replicas:
                     del self.followers[b]
+                elif b not in isr:  # out of the ISR: it must not hold the high watermark
+                    self.followers[b].last_caught_up_ms = 0
         return new_leadership
 
     def become_follower(self, leader: int, leader_epoch: int, partition_epoch: int,

@@ -79,11 +79,12 @@ class ControllerRequestsApi:
             if p.unclean and p.leader == self.replicas.broker_id:
                 partition = self.replicas.partitions.get((p.topic, p.partition))
                 if partition is not None:
+                    end = partition.log.log_end_offset
                     log.error("%s-%d: this broker was elected leader from outside the ISR "
                               "(unclean.leader.election.enable=true) at log end offset %d: "
-                              "records the previous leader had at or after offset %d are lost",
-                              p.topic, p.partition, partition.log.log_end_offset,
-                              partition.log.log_end_offset)
+                              "records the previous leader had from offset %d on are lost; "
+                              "the previous leader reports the exact range when it returns "
+                              "and truncates", p.topic, p.partition, end, end)
         return Reply(to_wire(LeaderAndIsrResponse(0, None, errors)))
 
     def update_metadata(self, request: Request) -> HandlerResult:

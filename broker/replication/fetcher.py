@@ -34,7 +34,7 @@ from klamm.protocol.errors import ErrorCode
 from klamm.protocol.records import CorruptBatch
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 
-from ..log import LogStorageError, UnexpectedAppendOffset
+from ..log import LogStorageError, PartitionLog, UnexpectedAppendOffset
 from ..log.leader_epoch import UNDEFINED_EPOCH
 from ..partition import Partition
 
@@ -144,8 +144,11 @@ class ReplicaFetcher:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("replica fetcher for broker %d failed; retrying",
-                              self.source.node_id)
+                self.failures += 1
+                if self.failures == 1 or self.failures % 50 == 0:
+                    log.exception("replica fetcher for broker %d failed (%d time(s)); retrying "
+                                  "every %d ms", self.source.node_id, self.failures,
+                                  self.settings.backoff_ms)
                 self._drop_connection()
                 await self._sleep(self.settings.backoff_ms / 1000)
 
@@ -224,12 +227,24 @@ class ReplicaFetcher:
             target = min(end_offset, before if our_end < 0 else our_end)
             agreed = False
         if target < before:
-            plog.truncate_to(target)
-            log.info("%s-%d: truncated from %d to %d to match leader %d (epoch %d ends at %d "
-                     "there)", plog.topic, plog.partition, before, plog.log_end_offset,
-                     self.source.node_id, leader_epoch, end_offset)
+            self._truncate_log(plog, target, f"epoch {leader_epoch} ends at {end_offset} there")
         if agreed or plog.leader_epoch_cache.latest_epoch in (UNDEFINED_EPOCH, leader_epoch):
             state.truncating = False
+
+    def _truncate_log(self, plog: PartitionLog, target: int, why: str) -> None:
+        before, hw = plog.log_end_offset, plog.high_watermark
+        plog.truncate_to(target)
+        end = plog.log_end_offset
+        if end < hw:  # only an unclean election makes a leader lack committed records
+            log.error("%s-%d: truncated from %d to %d to match leader %d (%s): committed "
+                      "records at offsets %d..%d are lost (an unclean leader election chose a "
+                      "replica without them)", plog.topic, plog.partition, before, end,
+                      self.source.node_id, why, end, hw - 1)
+        else:
+            log.warning("%s-%d: truncated from %d to %d to match leader %d (%s): offsets "
+                        "%d..%d here were never committed (or were lost in an unclean "
+                        "election)", plog.topic, plog.partition, before, end,
+                        self.source.node_id, why, end, before - 1)
 
     # ------------------------------------------------------------------ fetching
     def _fetch_body(self, states: list[FetchState]) -> dict[str, Any]:
@@ -312,10 +327,7 @@ class ReplicaFetcher:
                       leader_end: int) -> None:
         plog = state.partition.log
         if 0 <= leader_end < offset:
-            log.warning("%s-%d: our log end %d is past leader %d's log end %d (an unclean "
-                        "election?); truncating to it", plog.topic, plog.partition, offset,
-                        self.source.node_id, leader_end)
-            plog.truncate_to(leader_end)
+            self._truncate_log(plog, leader_end, f"its log ends at {leader_end}")
         elif leader_start > offset:
             log.info("%s-%d: our log end %d is before leader %d's log start %d; starting "
                      "over there", plog.topic, plog.partition, offset, self.source.node_id,

@@ -216,7 +216,7 @@ class Consumer:
         """Counters for dashboards: a consumer that stops progressing shows it here."""
         f = self._fetcher
         return {"records_consumed": self._records_consumed, "fetch_requests": f.fetches_sent,
-                "buffered_bytes": f.buffered_bytes,
+                "buffered_bytes": f.buffered_bytes, "offset_resets": f.offset_resets,
                 "lag": {tp: self._subs.lag(tp) for tp in self._subs.partitions}}
 
     # ------------------------------------------------------------------ offset lookups

@@ -75,6 +75,7 @@ class Fetcher:
         self.data_ready = asyncio.Event()
         self.errors: dict[TopicPartition, Exception] = {}
         self.fetches_sent = 0
+        self.offset_resets = 0  # positions found out of range and reset by auto.offset.reset
         self._failures: dict[int, int] = {}
         self._backoff_until: dict[int, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
@@ -173,7 +174,8 @@ class Fetcher:
                     continue  # unassigned, sought or reset since the fetch left
                 code = p["error_code"]
                 if code:
-                    stale |= self._partition_error(tp, code, p.get("error_message"), asked[1])
+                    stale |= self._partition_error(tp, code, p.get("error_message"), asked[1],
+                                                   p)
                     continue
                 self.subs.update_watermarks(tp, p["high_watermark"], p["log_start_offset"],
                                             p.get("last_stable_offset"))
@@ -199,17 +201,26 @@ class Fetcher:
         return stale
 
     def _partition_error(self, tp: TopicPartition, code: int, message: str | None,
-                         offset: int) -> bool:
+                         offset: int, answer: dict[str, Any] | None = None) -> bool:
         name = f"{tp.topic}-{tp.partition}"
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:
+            answer = answer or {}
+            start = answer.get("log_start_offset", -1)
+            end = answer.get("log_end_offset", -1)
+            bounds = f" [{start}, {end}]" if start is not None and start >= 0 else ""
             strategy = self.config.auto_offset_reset
             if strategy == "none":
                 self.errors[tp] = OffsetOutOfRangeError(
-                    f"{name} has no offset {offset}; auto.offset.reset=none, so seek() to a "
-                    f"valid offset (see beginning_offsets/end_offsets)")
+                    f"{name} has no offset {offset}{bounds}; auto.offset.reset=none, so "
+                    f"seek() to a valid offset (see beginning_offsets/end_offsets)")
             else:
-                log.info("%s: offset %d is out of range; resetting to %s", name, offset,
-                         strategy)
+                self.offset_resets += 1
+                why = (" (beyond the leader's log end: records were lost, e.g. in an unclean "
+                       "leader election)" if end is not None and 0 <= end < offset
+                       else " (before the log start: deleted by retention)"
+                       if start is not None and offset < start else "")
+                log.warning("%s: position %d is out of the leader's log%s%s; resetting to "
+                            "%s (auto.offset.reset)", name, offset, bounds, why, strategy)
                 self.subs.request_reset(tp, strategy)
             return False
         if code in METADATA_ERRORS:

@@ -93,6 +93,10 @@ class Sender:
                 continue
             leader = metadata.leader_for(tp.topic, tp.partition)
             if leader is None:
+                if head.last_error is None:  # what a delivery timeout will name as the cause
+                    head.last_error = error_for(
+                        ErrorCode.LEADER_NOT_AVAILABLE,
+                        f"{tp.topic}-{tp.partition} has no leader in the cluster metadata")
                 self._request_refresh()
                 continue
             if leader not in by_node and \

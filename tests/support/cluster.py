@@ -68,6 +68,13 @@ class Cluster:
     def bootstrap(self) -> str:
         return ",".join(b.bootstrap for b in self.brokers.values())
 
+    @property
+    def live_bootstrap(self) -> str:
+        """The brokers that run and are not paused (a paused one accepts connections and
+        never answers: a client would wait out its request.timeout.ms on it)."""
+        live = [b.bootstrap for i, b in self.brokers.items() if b.alive and i not in self.paused]
+        return ",".join(live) or self.bootstrap
+
     def kill(self, broker: int) -> None:
         self.resume(broker)
         self.brokers[broker].kill()
@@ -109,9 +116,7 @@ class Cluster:
     # ------------------------------------------------------------------ state
     def admin(self) -> Admin:
         """An admin client of the brokers that run (not stopped, not paused)."""
-        live = [b.bootstrap for i, b in self.brokers.items() if b.alive and i not in self.paused]
-        return Admin(bootstrap_servers=",".join(live or [self.bootstrap]),
-                     request_timeout_ms=5000)
+        return Admin(bootstrap_servers=self.live_bootstrap, request_timeout_ms=5000)
 
     async def describe(self, topic: str) -> list[PartitionInfo]:
         async with self.admin() as admin:
