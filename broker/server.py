@@ -132,6 +132,7 @@ class BrokerServer:
         self.zk = zk
         store = self.store = ClusterStore(zk)
         await store.ensure_layout()
+        check_cluster_id(cfg.log_dir, stored, await store.cluster_id(), self.zk_hosts)
         self.cluster_id = await store.get_or_create_cluster_id(stored.cluster_id or
                                                                _new_cluster_id())
         check_cluster_id(cfg.log_dir, stored, self.cluster_id, self.zk_hosts)

@@ -158,8 +158,9 @@ class ZkClient:
                 last = exc
                 await asyncio.sleep(0.05)
         else:
+            reason = (str(last) or type(last).__name__) if last is not None else "timed out"
             raise ConnectionLossError(f"could not reach the coordination service at "
-                                      f"{self._hosts_str()}: {last}")
+                                      f"{self._hosts_str()}: {reason}")
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(),
                                                                   name="zk-client")
 

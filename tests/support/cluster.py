@@ -54,10 +54,15 @@ class Cluster:
     # ------------------------------------------------------------------ processes
     def start(self) -> "Cluster":
         self.zk.start()
+        return self.start_brokers()
+
+    def start_brokers(self, zk_of: dict[int, str] | None = None) -> "Cluster":
+        """Start the brokers (at once); ``zk_of`` gives some of them another address of the
+        coordination service (a proxy, say)."""
         for i in range(1, self.size + 1):
+            hosts = (zk_of or {}).get(i, self.zk.hosts)
             self.brokers[i] = BrokerProcess(str(self.root / f"b{i}"), broker_id=i,
-                                            zk=self.zk.hosts + self.chroot,
-                                            overrides=self.overrides)
+                                            zk=hosts + self.chroot, overrides=self.overrides)
         for b in self.brokers.values():
             b.launch()
         for b in self.brokers.values():
