@@ -25,6 +25,7 @@ class MetadataCache:
         self.controller_id = -1
         self.controller_epoch = -1
         self.brokers: dict[int, BrokerEndpoint] = {}
+        self.departed: dict[int, BrokerEndpoint] = {}  # last seen endpoint of gone brokers
         self.topics: dict[str, dict[int, PartitionMetadata]] = {}
         self.topic_ids: dict[str, str] = {}
         self._signal = ChangeSignal()
@@ -35,7 +36,13 @@ class MetadataCache:
         self.controller_epoch = update.controller_epoch
         if update.cluster_id:
             self.cluster_id = update.cluster_id
-        self.brokers = {b.node_id: b for b in update.live_brokers}
+        live = {b.node_id: b for b in update.live_brokers}
+        for node_id, endpoint in self.brokers.items():
+            if node_id not in live:
+                self.departed[node_id] = endpoint
+        for node_id in live:
+            self.departed.pop(node_id, None)
+        self.brokers = live
         if update.full:
             self.topics = {}
             self.topic_ids = {}
@@ -68,6 +75,11 @@ class MetadataCache:
 
     def endpoint(self, broker_id: int) -> BrokerEndpoint | None:
         return self.brokers.get(broker_id)
+
+    def dead_brokers(self) -> dict[int, BrokerEndpoint | None]:
+        """Brokers that hold replicas but are not live, with their last seen endpoint."""
+        named = {b for parts in self.topics.values() for p in parts.values() for b in p.replicas}
+        return {b: self.departed.get(b) for b in sorted(named - set(self.brokers))}
 
     @property
     def controller(self) -> BrokerEndpoint | None:

@@ -8,7 +8,7 @@ from typing import Any
 from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
 from klamm.protocol.errors import ErrorCode, error_for
 
-from .cluster import BrokerInfo, Cluster, PartitionInfo
+from .cluster import Cluster, PartitionInfo
 from .config import CommonClientConfig
 from .structs import NewTopic, TopicPartition
 
@@ -33,10 +33,20 @@ class ConfigEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerDescription:
+    node_id: int
+    host: str  # "" (and port -1) for a dead broker the answering broker never saw live
+    port: int
+    rack: str | None
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterDescription:
     cluster_id: str | None
-    controller_id: int
-    brokers: list[BrokerInfo]
+    controller_id: int  # -1 while no controller is known
+    controller_epoch: int
+    brokers: list[BrokerDescription]  # live ones, and dead ones that still hold replicas
 
 
 def _raise_for(code: int, message: str | None) -> None:
@@ -72,7 +82,10 @@ class Admin:
         body = await self._call(ApiKey.CREATE_TOPICS, {
             "topics": [{"topic": t.name, "num_partitions": t.num_partitions,
                         "replication_factor": t.replication_factor,
-                        "configs": {k: str(v) for k, v in t.configs.items()}} for t in topics],
+                        "configs": {k: str(v) for k, v in t.configs.items()},
+                        "assignment": None if t.replica_assignment is None else {
+                            int(p): [int(b) for b in r]
+                            for p, r in t.replica_assignment.items()}} for t in topics],
             "timeout_ms": timeout_ms, "validate_only": validate_only})
         for res in body["topics"]:
             _raise_for(res["error_code"], res.get("error_message"))
@@ -100,9 +113,13 @@ class Admin:
         return out
 
     async def describe_cluster(self) -> ClusterDescription:
-        md = await self._cluster.refresh([])
-        return ClusterDescription(md.cluster_id, md.controller_id,
-                                  [md.brokers[b] for b in sorted(md.brokers)])
+        body = await self._call(ApiKey.DESCRIBE_CLUSTER, {})
+        _raise_for(body["error_code"], body.get("error_message"))
+        return ClusterDescription(body.get("cluster_id"), body["controller_id"],
+                                  body["controller_epoch"],
+                                  [BrokerDescription(b["node_id"], b["host"], b["port"],
+                                                     b.get("rack"), b["live"])
+                                   for b in body["brokers"]])
 
     # ------------------------------------------------------------------ configs
     async def describe_configs(self, topic: str) -> dict[str, ConfigEntry]:

@@ -53,3 +53,5 @@ class NewTopic(NamedTuple):
     num_partitions: int = -1  # -1: the broker's num.partitions
     replication_factor: int = -1  # -1: the broker's default.replication.factor
     configs: dict[str, Any] = {}
+    # {partition: [broker ids, preferred leader first]}; then leave the two counts at -1
+    replica_assignment: dict[int, list[int]] | None = None

@@ -42,6 +42,10 @@ Broker APIs (version 0 unless noted)::
   ALTER_CONFIGS   {resources: [{type, name, configs: {k: v | None}}], validate_only}
                   incremental: a None value removes the topic's override
                -> {resources: [{type, name, error_code, error_message}]}
+  DESCRIBE_CLUSTER {} -> {error_code, cluster_id, controller_id, controller_epoch,
+                  brokers: [{node_id, host, port, rack, live}]}
+                  Dead brokers are those that hold replicas but are not registered; their
+                  host is "" and port -1 when the answering broker never saw them live.
 
 Inter-broker APIs (LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN,
 ALTER_PARTITION, OFFSET_FOR_LEADER_EPOCH) have typed bodies in ``protocol.cluster_api``.
@@ -79,6 +83,7 @@ class ApiKey(IntEnum):
     ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
     ALTER_PARTITION = 56
+    DESCRIBE_CLUSTER = 60
 
 
 # ListOffsets special timestamps.

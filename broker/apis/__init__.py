@@ -55,6 +55,7 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
         ApiKey.FETCH: ApiSpec(fetch.handle, 0, 0),
         ApiKey.LIST_OFFSETS: ApiSpec(offsets.list_offsets, 0, 0),
         ApiKey.METADATA: ApiSpec(metadata.handle, 0, 0),
+        ApiKey.DESCRIBE_CLUSTER: ApiSpec(metadata.describe_cluster, 0, 0),
         ApiKey.LEADER_AND_ISR: ApiSpec(from_controller.leader_and_isr, 0, 0),
         ApiKey.STOP_REPLICA: ApiSpec(from_controller.stop_replica, 0, 0),
         ApiKey.UPDATE_METADATA: ApiSpec(from_controller.update_metadata, 0, 0),

@@ -3,6 +3,8 @@ replicas and ISR, all from the metadata cache the controller feeds (so every bro
 alike). A partition whose leader is not live reports LEADER_NOT_AVAILABLE with leader -1.
 Naming a missing topic with ``allow_auto_topic_creation`` creates it when
 ``auto.create.topics.enable`` is on; it reports LEADER_NOT_AVAILABLE until it has leaders.
+DESCRIBE_CLUSTER answers from the same cache: the controller and its epoch, live brokers, and
+brokers that hold replicas but are gone (with the endpoint last seen, if any).
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class MetadataApi:
         if auto_create and missing:
             return self._create_then_answer(names, missing)
         return Reply(self._answer(names, {}))
+
+    def describe_cluster(self, request: Request) -> HandlerResult:
+        cache = self.cache
+        brokers: list[dict[str, Any]] = [
+            {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "live": True}
+            for _, b in sorted(cache.brokers.items())]
+        for node_id, seen in cache.dead_brokers().items():
+            brokers.append({"node_id": node_id, "host": seen.host if seen else "",
+                            "port": seen.port if seen else -1,
+                            "rack": seen.rack if seen else None, "live": False})
+        brokers.sort(key=lambda b: b["node_id"])
+        return Reply({"error_code": 0, "cluster_id": cache.cluster_id,
+                      "controller_id": cache.controller_id,
+                      "controller_epoch": cache.controller_epoch, "brokers": brokers})
 
     async def _create_then_answer(self, names: list[str], missing: list[str]) -> Reply:
         created: dict[str, tuple[ErrorCode, str | None]] = {}

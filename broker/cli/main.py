@@ -31,7 +31,7 @@ def _register_optional() -> None:
     import importlib
 
     for module, name in (("topics", "topics"), ("produce", "produce"), ("consume", "consume"),
-                         ("perf", "perf"), ("zk", "zk"),
+                         ("perf", "perf"), ("zk", "zk"), ("cluster", "cluster"),
                          ("verifiable", "verifiable_producer"),
                          ("verifiable", "verifiable_consumer")):
         try:

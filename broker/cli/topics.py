@@ -30,17 +30,36 @@ def topics() -> None:
               "num.partitions).")
 @click.option("--replication-factor", type=int, default=-1,
               help="Replicas per partition (default: broker's default.replication.factor).")
+@click.option("--replica-assignment", "replica_assignment", metavar="B:B:B,B:B:B",
+              help="Explicit replicas per partition, comma-separated partitions, ':' between "
+              "broker ids, preferred leader first (e.g. 1:2:3,2:3:1); replaces --partitions "
+              "and --replication-factor.")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
               help="Topic config override (repeatable).")
 @click.option("--if-not-exists", is_flag=True, help="Succeed if the topic already exists.")
 def create(name: str, bootstrap: str, partitions: int, replication_factor: int,
-           configs: tuple[str, ...], if_not_exists: bool) -> None:
+           replica_assignment: str | None, configs: tuple[str, ...],
+           if_not_exists: bool) -> None:
     """Create topic NAME.
 
     \b
     Example:
-      klamm topics create orders --partitions 3 --config cleanup.policy=compact
+      klamm topics create orders --partitions 3 --replication-factor 3
+      klamm topics create audit --replica-assignment 1:2:3,2:3:1 --config cleanup.policy=compact
     """
+    assignment = None
+    if replica_assignment is not None:
+        from klamm.broker.controller.assignment import parse_assignment
+        from klamm.protocol.errors import InvalidReplicaAssignmentError
+
+        if partitions != -1 or replication_factor != -1:
+            raise click.UsageError("--replica-assignment sets the partitions and their "
+                                   "replicas; drop --partitions and --replication-factor")
+        try:
+            assignment = parse_assignment(replica_assignment)
+        except InvalidReplicaAssignmentError as exc:
+            raise click.BadParameter(str(exc), param_hint="--replica-assignment") from None
+
     async def go() -> None:
         from klamm.client import Admin, NewTopic
         from klamm.client.errors import TopicAlreadyExistsError
@@ -48,7 +67,8 @@ def create(name: str, bootstrap: str, partitions: int, replication_factor: int,
         async with Admin(bootstrap_servers=bootstrap) as admin:
             try:
                 await admin.create_topics([NewTopic(name, partitions, replication_factor,
-                                                    parse_kv(configs, "--config"))])
+                                                    parse_kv(configs, "--config"),
+                                                    assignment)])
             except TopicAlreadyExistsError:
                 if not if_not_exists:
                     raise
@@ -78,12 +98,21 @@ def list_(bootstrap: str) -> None:
 @topics.command("describe")
 @click.argument("name", required=False)
 @bootstrap_option
-def describe(name: str | None, bootstrap: str) -> None:
+@click.option("--under-replicated-partitions", "under_replicated", is_flag=True,
+              help="Only partitions whose ISR is smaller than their replica list.")
+@click.option("--unavailable-partitions", "unavailable", is_flag=True,
+              help="Only partitions with no live leader.")
+def describe(name: str | None, bootstrap: str, under_replicated: bool,
+             unavailable: bool) -> None:
     """Describe NAME (or every topic): partitions, leaders, replicas, ISR, config overrides.
+
+    A partition without a live leader shows "Leader: none". With a filter, only the matching
+    partitions are printed, without the topic summary lines (as kafka-topics does).
 
     \b
     Example:
       klamm topics describe orders
+      klamm topics describe --under-replicated-partitions
     """
     async def go() -> list[tuple["TopicDescription", dict[str, str | None]]]:
         from klamm.client import Admin
@@ -95,13 +124,20 @@ def describe(name: str | None, bootstrap: str) -> None:
                 out.append((desc, {k: c.value for k, c in configs.items()
                                    if c.source == "topic"}))
             return out
+    filtered = under_replicated or unavailable
     for desc, overrides in run(go()):
-        rf = len(desc.partitions[0].replicas) if desc.partitions else 0
-        cfg = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-        click.echo(f"Topic: {desc.name}\tPartitionCount: {len(desc.partitions)}\t"
-                   f"ReplicationFactor: {rf}\tConfigs: {cfg}")
+        if not filtered:
+            rf = len(desc.partitions[0].replicas) if desc.partitions else 0
+            cfg = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+            click.echo(f"Topic: {desc.name}\tPartitionCount: {len(desc.partitions)}\t"
+                       f"ReplicationFactor: {rf}\tConfigs: {cfg}")
         for p in desc.partitions:
-            click.echo(f"\tTopic: {desc.name}\tPartition: {p.partition}\tLeader: {p.leader}\t"
+            offline = p.leader < 0
+            if filtered and not ((under_replicated and len(p.isr) < len(p.replicas)) or
+                                 (unavailable and offline)):
+                continue
+            click.echo(f"\tTopic: {desc.name}\tPartition: {p.partition}\t"
+                       f"Leader: {'none' if offline else p.leader}\t"
                        f"Replicas: {','.join(map(str, p.replicas))}\t"
                        f"Isr: {','.join(map(str, p.isr))}")
 

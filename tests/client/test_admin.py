@@ -52,7 +52,10 @@ async def test_list_offsets_earliest_latest_and_time(broker: BrokerServer) -> No
         assert (await admin.list_offsets({tp: 1500}))[tp][0] == 1
         assert (await admin.list_offsets({tp: 9000}))[tp][0] == -1
         cluster = await admin.describe_cluster()
-        assert [b.node_id for b in cluster.brokers] == [broker.config.broker_id]
+        assert [(b.node_id, b.port, b.live) for b in cluster.brokers] == [
+            (broker.config.broker_id, broker.port, True)]
+        assert cluster.controller_id == broker.config.broker_id
+        assert cluster.controller_epoch >= 1 and cluster.cluster_id == broker.cluster_id
 
 
 async def test_unreachable_bootstrap_says_what_to_check() -> None:
