@@ -63,21 +63,30 @@ def set_affinity(pid: int, cpus: set[int] | None) -> None:
 
 
 class ServerProcess:
-    """``python -m MODULE --listen 127.0.0.1:0 --data-dir DIR``, up once it prints the port
-    it listens on; SIGTERM (a clean shutdown) on exit. ``cpus`` pins it from the start."""
+    """``python -m MODULE [ARGS] --listen 127.0.0.1:0 --data-dir DIR [EXTRA]``, up once it
+    prints the port it listens on; SIGTERM (a clean shutdown) on exit. ``cpus`` pins it from
+    the start."""
 
-    def __init__(self, module: str, data_dir: str, cpus: set[int] | None = None) -> None:
+    def __init__(self, module: str, data_dir: str, cpus: set[int] | None = None,
+                 args: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         self.module = module
         self.data_dir = data_dir
         self.cpus = cpus
+        self.args = args
+        self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self._ready = threading.Event()
 
     def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def start(self) -> "ServerProcess":
+        self._ready.clear()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--listen", "127.0.0.1:0", "--data-dir",
-             self.data_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, "-m", self.module, *self.args, "--listen",
+             f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if self.cpus is not None:
             set_affinity(self.proc.pid, self.cpus)
         threading.Thread(target=self._pump, daemon=True).start()
@@ -87,17 +96,33 @@ class ServerProcess:
         return self
 
     def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:  # keep reading, or a chatty server would block
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        for line in proc.stdout:  # keep reading, or a chatty server would block
             m = READY.search(line)
-            if m:
+            if m and not self._ready.is_set():
                 self.port = int(m.group(2))
                 self._ready.set()
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        """SIGTERM and wait; the exit status (-9 if it had to be killed)."""
         assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(60)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
 
     @property
     def address(self) -> str:

@@ -11,7 +11,7 @@ of the machine are measured first, as ceilings to read the results against: how 
 single thread can write fresh pages into the page cache (the broker's append is that write),
 and the round trip of a minimal asyncio echo between two processes on loopback. Results are
 kept as JSON in bench/results/broker.json; the zk benchmark's results (bench/zk_bench.py)
-are merged into BENCHMARKS.md when present.
+and the cluster benchmark's (bench/cluster_bench.py) are merged into BENCHMARKS.md when present.
 """
 
 from __future__ import annotations
@@ -213,9 +213,9 @@ def render(info: dict[str, str], rows: list[dict[str, object]], command: str) ->
             spread = f"p99 {p99s[0]:.2f} – {p99s[-1]:.2f} ms"
         lines.append(f"| {r['name']} | {r['target']} | {res['records_per_sec']:,.0f} | "
                      f"{spread} | {res['mb_per_sec']:,.1f} | {lat} | `{r['command']}` |")
-    zk = RESULTS / "zk.md"
-    if zk.exists():
-        lines += ["", zk.read_text().strip()]
+    for part in ("cluster.md", "zk.md"):  # written by cluster_bench.py and zk_bench.py
+        if (RESULTS / part).exists():
+            lines += ["", (RESULTS / part).read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +247,8 @@ def main() -> None:
         p50, p99 = loopback_rtt_ms(broker_cpus, client_cpus)
         info["rtt_p50_ms"], info["rtt_p99_ms"] = f"{p50:.4f}", f"{p99:.4f}"
         print(f"machine: {json.dumps(info)}", flush=True)
-        with ServerProcess("klamm.broker", data_dir, broker_cpus) as broker:
+        with ServerProcess("klamm.broker.cli", data_dir, broker_cpus,
+                           args=("standalone",)) as broker:
             assert broker.proc is not None
             for w in workloads(opts.quick):
                 if broker_cpus is None and not w.pinned:

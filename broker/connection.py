@@ -159,7 +159,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 result._listener = self._pump
             else:
                 task = asyncio.ensure_future(result)
-                slot = _Slot(cid, None, task)  # type: ignore[arg-type]
+                slot = _Slot(cid, None, task)
                 task.add_done_callback(lambda _t: self._pump())
                 self._queue.append(slot)
         self._pump()

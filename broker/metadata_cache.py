@@ -71,7 +71,9 @@ class MetadataCache:
 
     def all_led(self, topic: str) -> bool:
         parts = self.topics.get(topic)
-        return bool(parts) and all(p.leader in self.brokers for p in parts.values())
+        if not parts:
+            return False
+        return all(p.leader in self.brokers for p in parts.values())
 
     def endpoint(self, broker_id: int) -> BrokerEndpoint | None:
         return self.brokers.get(broker_id)

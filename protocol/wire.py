@@ -15,7 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 
@@ -24,8 +24,10 @@ class MalformedMessage(ValueError):
     """A body does not match its message type; the text names the offending field."""
 
 
+@dataclass_transform(frozen_default=True)
 def message(cls: type[T]) -> type[T]:
-    """Declare a message class: a frozen, slotted dataclass the codec knows."""
+    """Declare a message class: a frozen, slotted dataclass the codec knows (and that type
+    checkers see as one: constructors and fields are checked)."""
     return dataclasses.dataclass(frozen=True, slots=True)(cls)
 
 

@@ -35,15 +35,16 @@ class MetadataApi:
 
     def handle(self, request: Request) -> HandlerResult:
         body = request.body
-        names = body.get("topics")
-        if names is not None and (not isinstance(names, (list, tuple)) or
-                                  not all(isinstance(n, str) for n in names)):
+        raw = body.get("topics")
+        if raw is not None and (not isinstance(raw, (list, tuple)) or
+                                not all(isinstance(n, str) for n in raw)):
             raise InvalidRequestError("topics must be a list of topic names or None (all)")
+        names: list[str] | None = None if raw is None else list(raw)
         auto_create = bool(body.get("allow_auto_topic_creation", False)) and \
             self.config.auto_create_topics_enable
         missing = [] if names is None else [n for n in dict.fromkeys(names)
                                             if not self.cache.has_topic(n)]
-        if auto_create and missing:
+        if auto_create and names is not None and missing:
             return self._create_then_answer(names, missing)
         return Reply(self._answer(names, {}))
 

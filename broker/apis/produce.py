@@ -122,7 +122,11 @@ class ProduceApi:
         if required:
             done: asyncio.Future[dict[Key, ErrorCode]] = \
                 asyncio.get_running_loop().create_future()
-            op = DelayedProduce(required, lambda e: done.done() or done.set_result(e))
+
+            def complete(errors: dict[Key, ErrorCode]) -> None:
+                if not done.done():
+                    done.set_result(errors)
+            op = DelayedProduce(required, complete)
             self.replicas.purgatory.watch(op, required, timeout_ms)
             try:
                 errors = await done

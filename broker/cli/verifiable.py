@@ -13,6 +13,7 @@ sent to be acknowledged or failed, then both print ``shutdown_complete`` (the pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -84,7 +85,7 @@ async def _produce(topic: str, bootstrap: str, max_messages: int, throughput: fl
     all_done.set()
     started = time.monotonic()
 
-    def on_done(fut: Any, key: str | None, value: str) -> None:
+    def on_done(key: str | None, value: str, fut: Any) -> None:
         outstanding.discard(fut)
         if not outstanding:
             all_done.set()
@@ -119,7 +120,7 @@ async def _produce(topic: str, bootstrap: str, max_messages: int, throughput: fl
             counts["sent"] += 1
             outstanding.add(fut)
             all_done.clear()
-            fut.add_done_callback(lambda f, k=key, v=value: on_done(f, k, v))
+            fut.add_done_callback(functools.partial(on_done, key, value))
             i += 1
         await producer.flush()
         await all_done.wait()

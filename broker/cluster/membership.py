@@ -17,9 +17,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from klamm.zk.client import ZkClient
-from klamm.zk.coordination import Coordination
+from klamm.zk.coordination import Coordination, WatchFn
 from klamm.zk.errors import ConnectionLossError, NodeExistsError, ZkError
 from klamm.zk.events import SessionState
 
@@ -103,7 +104,7 @@ class Membership:
                 warned = True
             gone = asyncio.Event()
             if await self.client.exists(broker_path(reg.broker_id),
-                                        watch=lambda _e, gone=gone: gone.set()) is None:
+                                        watch=_setter(gone)) is None:
                 continue
             try:
                 await asyncio.wait_for(gone.wait(), max(limit - waited, 0.05))
@@ -149,3 +150,10 @@ class Membership:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+def _setter(event: asyncio.Event) -> WatchFn:
+    """A watch that sets ``event`` (bound now, not when the watch fires)."""
+    def fire(_event: Any) -> None:
+        event.set()
+    return fire

@@ -22,6 +22,7 @@ protocol, so any engine behind it works. Not thread-safe: one event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -151,7 +152,7 @@ class ClusterStore:
 
     async def live_brokers(self, watch: WatchFn | None = None) -> dict[int, BrokerRegistration]:
         ids = await self.broker_ids(watch)
-        found = await gather_chunks(lambda b=b: self.get_broker(b) for b in ids)
+        found = await gather_chunks(functools.partial(self.get_broker, b) for b in ids)
         return {b: got[0] for b, got in zip(ids, found, strict=True) if got is not None}
 
     # ------------------------------------------------------------------ controller
@@ -202,7 +203,7 @@ class ClusterStore:
         return decode_topic(name, data, path)
 
     async def get_topics(self, names: Sequence[str]) -> dict[str, TopicAssignment]:
-        found = await gather_chunks(lambda n=n: self.get_topic(n) for n in names)
+        found = await gather_chunks(functools.partial(self.get_topic, n) for n in names)
         return {n: t for n, t in zip(names, found, strict=True) if t is not None}
 
     async def create_topic(self, topic: TopicAssignment, configs: dict[str, Any]) -> None:
@@ -264,7 +265,7 @@ class ClusterStore:
         return decode_state(data, stat.version, path)
 
     async def get_states(self, tps: Sequence[TP]) -> dict[TP, LeaderIsr]:
-        found = await gather_chunks(lambda tp=tp: self.get_state(tp) for tp in tps)
+        found = await gather_chunks(functools.partial(self.get_state, tp) for tp in tps)
         return {tp: s for tp, s in zip(tps, found, strict=True) if s is not None}
 
     async def write_states(self, writes: Sequence[tuple[TP, LeaderIsr, int | None]],

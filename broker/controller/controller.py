@@ -283,9 +283,9 @@ class Controller:
                     reply.set_result(response)
             case ControlledShutdownReceived(request=request, reply=reply):
                 assert request is not None and reply is not None
-                response = await self._controlled_shutdown(request)
+                moved = await self._controlled_shutdown(request)
                 if not reply.done():
-                    reply.set_result(response)
+                    reply.set_result(moved)
 
     def _send(self, gen: _Generation, batch: RequestBatch) -> None:
         assert self.channel is not None
@@ -346,10 +346,10 @@ class Controller:
                 ctx.states[tp] = state
                 batch.add_leader_and_isr(ctx, tp)
         for change in changes:
-            state = written.get(change.tp)
-            if state is None:
+            stored = written.get(change.tp)
+            if stored is None:
                 continue
-            ctx.apply(change, state)
+            ctx.apply(change, stored)
             if change.unclean:
                 self.metrics.unclean_elections.inc()
                 log.error("%s-%d: unclean leader election: broker %d leads from outside the "

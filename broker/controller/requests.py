@@ -95,9 +95,9 @@ class RequestBatch:
                 out.append((broker, UpdateMetadataRequest(
                     self.controller_id, ctx.epoch, reg.epoch, cluster_id, live, changed,
                     sorted(self.deleted_topics))))
-        for broker, items in sorted(self.stop_replica.items()):
+        for broker, stops in sorted(self.stop_replica.items()):
             reg = ctx.live.get(broker)
             if reg is not None:
                 out.append((broker, StopReplicaRequest(self.controller_id, ctx.epoch, reg.epoch,
-                                                       items)))
+                                                       stops)))
         return out
