@@ -78,6 +78,9 @@ class FetchApi:
                 continue  # the read answers with the error
             if epoch >= 0 and epoch != partition.leader_epoch:
                 continue
+            plog = partition.log
+            if not plog.log_start_offset <= offset <= plog.log_end_offset:
+                continue  # out of range: the read refuses it, and it is no progress
             try:
                 replicas.follower_fetched(partition, replica_id, offset)
             except Exception:

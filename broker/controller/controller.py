@@ -355,12 +355,12 @@ class Controller:
                 log.error("%s-%d: unclean leader election: broker %d leads from outside the "
                           "ISR %s (unclean.leader.election.enable=true); records committed "
                           "by the previous ISR but missing on it are lost", change.tp[0],
-                          change.tp[1], state.leader, list(change.old.isr) if change.old
+                          change.tp[1], stored.leader, list(change.old.isr) if change.old
                           else [])
             elif change.old is not None and change.leader_changed:
                 log.info("%s-%d: leader %d -> %d (epoch %d, ISR %s): %s", change.tp[0],
-                         change.tp[1], change.old.leader, state.leader, state.leader_epoch,
-                         list(state.isr), change.reason)
+                         change.tp[1], change.old.leader, stored.leader, stored.leader_epoch,
+                         list(stored.isr), change.reason)
             batch.add_leader_and_isr(ctx, change.tp, is_new=is_new, unclean=change.unclean)
         return written
 
