@@ -11,8 +11,8 @@ NOT_CONTROLLER, and the asker looks the controller up again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from klamm.protocol.cluster_api import (AlterPartitionRequest, ControlledShutdownRequest,
                                         LeaderAndIsrRequest, LeaderAndIsrResponse,
@@ -20,8 +20,9 @@ from klamm.protocol.cluster_api import (AlterPartitionRequest, ControlledShutdow
                                         UpdateMetadataRequest, UpdateMetadataResponse)
 from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
-from klamm.protocol.wire import from_wire, to_wire
+from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 
+from ..config import validate_topic_name
 from ..connection import HandlerResult, Reply
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
     from ..topic_configs import TopicConfigs
 
 log = logging.getLogger(__name__)
+
+
+class _NamedPartition(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
 
 
 class ControllerEpochGuard:
@@ -65,6 +73,7 @@ class ControllerRequestsApi:
 
     async def leader_and_isr(self, request: Request) -> Reply:
         req = from_wire(LeaderAndIsrRequest, request.body)
+        _check_partitions(req.partitions)
         refused = self.guard.refuse(req.controller_id, req.controller_epoch, req.broker_epoch)
         if refused is None:
             await self.topic_configs.load({p.topic for p in req.partitions})
@@ -100,12 +109,24 @@ class ControllerRequestsApi:
 
     def stop_replica(self, request: Request) -> HandlerResult:
         req = from_wire(StopReplicaRequest, request.body)
+        _check_partitions(req.partitions)
         refused = self.guard.refuse(req.controller_id, req.controller_epoch, req.broker_epoch)
         if refused is not None:
             log.warning("ignoring StopReplica: %s", refused[1])
             return Reply(to_wire(StopReplicaResponse(int(refused[0]), refused[1])))
         errors = self.replicas.stop_replicas(req.partitions)
         return Reply(to_wire(StopReplicaResponse(0, None, errors)))
+
+
+def _check_partitions(partitions: Iterable[_NamedPartition]) -> None:
+    """Names that become directories must be topic names: a request naming ``../x`` or
+    partition -1 is refused whole (INVALID_REQUEST) before anything is touched."""
+    for p in partitions:
+        problem = validate_topic_name(p.topic)
+        if problem is not None:
+            raise MalformedMessage(problem)
+        if p.partition < 0:
+            raise MalformedMessage(f"{p.topic}: partition {p.partition} is negative")
 
 
 class ControllerApi:

@@ -9,6 +9,7 @@ topic stays readable and writable, the stored partition state does not move.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import os
 from collections.abc import Callable
 from typing import Any
@@ -248,6 +249,14 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "garbage body": (lambda b: b"\xde\xad\xbe\xef",
                      "LeaderAndIsrRequest: expected a map, got bytes"),
     "list body": (lambda b: [1, 2, 3], "LeaderAndIsrRequest: expected a map, got tuple"),
+    # Names become directories: one outside log.dir, or one that reloads as another topic.
+    "topic escaping the log dir": (
+        lambda b: {**b, "partitions": [b["partitions"][0], {**b["partitions"][0],
+                                                            "topic": "../x"}]},
+        "topic name '../x' must be"),
+    "negative partition": (
+        lambda b: {**b, "partitions": [{**b["partitions"][0], "partition": -1}]},
+        "t: partition -1 is negative"),
 }
 
 
@@ -265,6 +274,9 @@ async def test_malformed_leader_and_isr_is_answered_invalid_request_and_changes_
         r = await conn.call(ApiKey.LEADER_AND_ISR, body)
     assert r.body["error_code"] == ErrorCode.INVALID_REQUEST, r.body
     assert named in r.body["error_message"]
+    outside = Path(broker.config.log_dir).parent
+    assert not [p for p in outside.iterdir() if p.name.startswith("x-")]
+    assert not [p for p in Path(broker.config.log_dir).iterdir() if p.name.startswith("t--")]
     logged = [rec for rec in caplog.records if rec.name == "klamm.broker.server"]
     assert [rec.getMessage() for rec in logged] == ["malformed request body"]
     # the connection goes on: the same peer's next request is answered

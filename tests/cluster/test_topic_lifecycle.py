@@ -1,0 +1,130 @@
+"""A topic deleted while one of its replicas is down is removed from that broker when it
+returns; the replication metrics follow a follower's stall and return."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+import urllib.request
+from pathlib import Path
+
+from klamm.client import NewTopic, TopicPartition
+from tests.support.cluster import Cluster, VerifiableProducer
+from tests.support.polling import until
+
+
+async def test_a_topic_deleted_while_a_replica_is_down_leaves_it_when_it_returns(
+        cluster: Cluster) -> None:
+    await cluster.create_topic("gone", partitions=2)
+    cluster.kill(3)
+    async with cluster.admin() as admin:
+        await admin.delete_topics(["gone"])
+
+    async def listed() -> list[str]:
+        async with cluster.admin() as admin:
+            return await admin.list_topics()
+    await until(lambda: _no_dirs(cluster, "gone", (1, 2)), 30)
+    assert _dirs(cluster, 3, "gone")  # broker 3 was down: its replicas are still on disk
+
+    cluster.restart(3)
+    await until(lambda: _no_dirs(cluster, "gone", (1, 2, 3)), 30)
+
+    async def forgotten() -> bool:
+        return "gone" not in await listed()
+    await until(forgotten, 30)
+    # The name is free again: a new topic of that name starts empty on every broker.
+    await cluster.create_topic("gone", partitions=1)
+    async with cluster.admin() as admin:
+        offsets = await admin.list_offsets({_tp("gone", 0): "latest"})
+    assert offsets[_tp("gone", 0)][0] == 0
+
+
+def _tp(topic: str, partition: int) -> TopicPartition:
+    return TopicPartition(topic, partition)
+
+
+def _dirs(cluster: Cluster, broker: int, topic: str) -> list[Path]:
+    root = cluster.root / f"b{broker}"
+    return [p for p in root.iterdir() if re.fullmatch(re.escape(topic) + r"-\d+", p.name)]
+
+
+def _no_dirs(cluster: Cluster, topic: str, brokers: tuple[int, ...]) -> bool:
+    return all(not _dirs(cluster, b, topic) for b in brokers)
+
+
+def _metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+async def test_replication_metrics_follow_a_follower_stall_and_return(tmp_path: Path) -> None:
+    # The lag runs out long before the session: the leader shrinks the ISR itself (the
+    # controller's removal of a dead broker is not a shrink the leader counts).
+    cluster = Cluster(tmp_path, overrides={"metrics.port": 0, "replica.lag.time.max.ms": 1000,
+                                           "zookeeper.session.timeout.ms": 8000}).start()
+    try:
+        ports = {i: await _metrics_port(cluster, i) for i in cluster.brokers}
+        async with cluster.admin() as admin:
+            await admin.create_topics([NewTopic("m", replica_assignment={0: [1, 2, 3],
+                                                                         1: [1, 3, 2]})])
+        await cluster.in_sync("m")
+        controller = await cluster.controller()
+        assert [_metrics(ports[i])["klamm_controller_active"] for i in (1, 2, 3)] == [
+            1.0 if i == controller else 0.0 for i in (1, 2, 3)]
+        assert _metrics(ports[1])["klamm_broker_leader_count"] == 2
+
+        producer = VerifiableProducer(cluster.bootstrap, "m", max_messages=200)
+        assert producer.wait_exit() == 0
+
+        await _wait_metrics(
+            cluster, ports, lambda m: m[1]["klamm_broker_replication_bytes_out_total"] > 0 and
+            m[2]["klamm_broker_replication_bytes_in_total"] > 0)
+
+        victim = 2 if controller != 2 else 3
+        # SIGSTOP while records arrive: the follower falls behind, and the leader shrinks
+        # the ISR after the lag time (an idle follower at the log end stays in sync, as in
+        # Kafka).
+        cluster.pause(victim)
+        load = VerifiableProducer(cluster.live_bootstrap, "m", throughput=200, linger_ms=1)
+        try:
+            # (the producer's batches need not reach both partitions in that time)
+            await _wait_metrics(cluster, {1: ports[1]}, lambda m: (
+                m[1]["klamm_broker_isr_shrinks_total"] >= 1 and
+                m[1]["klamm_broker_under_replicated_partitions"] ==
+                m[1]["klamm_broker_isr_shrinks_total"]))
+            shrinks = _metrics(ports[1])["klamm_broker_isr_shrinks_total"]
+        finally:
+            assert load.stop() == 0
+        cluster.resume(victim)
+        await _wait_metrics(cluster, {1: ports[1]}, lambda m: (
+            m[1]["klamm_broker_under_replicated_partitions"],
+            m[1]["klamm_broker_isr_expands_total"]) == (0, shrinks))
+    finally:
+        cluster.stop()
+
+
+async def _wait_metrics(cluster: Cluster, ports: dict[int, int],
+                        check: Callable[[dict[int, dict[str, float]]], bool]) -> None:
+    seen: list[dict[int, dict[str, float]]] = []
+
+    def holds() -> bool:
+        seen[:] = [{i: _metrics(port) for i, port in ports.items()}]
+        return check(seen[0])
+    try:
+        await until(holds, 30)
+    except AssertionError:
+        raise AssertionError(f"metrics never matched; last {seen}\n{cluster.logs()}") from None
+
+
+async def _metrics_port(cluster: Cluster, broker: int) -> int:
+    """The port from the broker's ready line (printed just after its log says it listens)."""
+    def found() -> list[str]:
+        return re.findall(r"metrics on :(\d+)", cluster.brokers[broker].log_text())
+    await until(lambda: bool(found()), 10)
+    return int(found()[-1])
