@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import platform
 import re
@@ -76,6 +77,7 @@ class ServerProcess:
         self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.output: collections.deque[str] = collections.deque(maxlen=5000)  # last lines
         self._ready = threading.Event()
 
     def __enter__(self) -> "ServerProcess":
@@ -99,6 +101,7 @@ class ServerProcess:
         proc = self.proc
         assert proc is not None and proc.stdout is not None
         for line in proc.stdout:  # keep reading, or a chatty server would block
+            self.output.append(line)
             m = READY.search(line)
             if m and not self._ready.is_set():
                 self.port = int(m.group(2))

@@ -34,8 +34,12 @@ from .metrics import BrokerMetrics
 from .partition import Partition
 from .produce_purgatory import ProducePurgatory
 from .replication.fetcher import ReplicaFetcherManager
+from .time_slice import TimeSlicer
 
 log = logging.getLogger(__name__)
+
+# How long creating or removing replicas holds the event loop before others get a turn.
+SLICE_S = 0.02
 
 PartitionKey = tuple[str, int]
 
@@ -194,12 +198,18 @@ class ReplicaManager:
         self.partitions[key] = partition
         return partition
 
-    def apply_leader_and_isr(self, items: list[LeaderAndIsrPartition],
-                             leaders: dict[int, BrokerEndpoint]) -> list[PartitionError]:
-        """Become leader or follower of each partition, as the controller decided."""
+    async def apply_leader_and_isr(self, items: list[LeaderAndIsrPartition],
+                                   leaders: dict[int, BrokerEndpoint]) -> list[PartitionError]:
+        """Become leader or follower of each partition, as the controller decided. Creating
+        a replica costs a few fsyncs; between partitions the loop gets a turn every
+        ``SLICE_S``, so a thousand new partitions neither stall requests nor starve the
+        coordination session's heartbeats (the controller sends the next request to this
+        broker only after this answer, so nothing else applies meanwhile)."""
         now = _now_ms()
         out: list[PartitionError] = []
+        slicer = TimeSlicer(SLICE_S)
         for item in items:
+            await slicer.maybe_yield()
             code, message = ErrorCode.NONE, None
             try:
                 if self.broker_id not in item.replicas:
@@ -259,9 +269,13 @@ class ReplicaManager:
         self.waiters.wake(partition.key)
         self.replica_waiters.wake(partition.key)
 
-    def stop_replicas(self, items: list[StopReplicaPartition]) -> list[PartitionError]:
+    async def stop_replicas(self, items: list[StopReplicaPartition]) -> list[PartitionError]:
+        """Stop (and maybe delete) replicas; yields to the loop as apply_leader_and_isr does
+        (deleting a log removes files)."""
         out = []
+        slicer = TimeSlicer(SLICE_S)
         for item in items:
+            await slicer.maybe_yield()
             partition = self.partitions.get((item.topic, item.partition))
             code, message = ErrorCode.NONE, None
             try:

@@ -82,7 +82,7 @@ class ControllerRequestsApi:
         if refused is not None:
             log.warning("ignoring LeaderAndIsr: %s", refused[1])
             return Reply(to_wire(LeaderAndIsrResponse(int(refused[0]), refused[1])))
-        errors = self.replicas.apply_leader_and_isr(
+        errors = await self.replicas.apply_leader_and_isr(
             req.partitions, {e.node_id: e for e in req.leaders})
         for p in req.partitions:
             if p.unclean and p.leader == self.replicas.broker_id:
@@ -107,14 +107,14 @@ class ControllerRequestsApi:
             self.topic_configs.forget(topic)
         return Reply(to_wire(UpdateMetadataResponse(0)))
 
-    def stop_replica(self, request: Request) -> HandlerResult:
+    async def stop_replica(self, request: Request) -> Reply:
         req = from_wire(StopReplicaRequest, request.body)
         _check_partitions(req.partitions)
         refused = self.guard.refuse(req.controller_id, req.controller_epoch, req.broker_epoch)
         if refused is not None:
             log.warning("ignoring StopReplica: %s", refused[1])
             return Reply(to_wire(StopReplicaResponse(int(refused[0]), refused[1])))
-        errors = self.replicas.stop_replicas(req.partitions)
+        errors = await self.replicas.stop_replicas(req.partitions)
         return Reply(to_wire(StopReplicaResponse(0, None, errors)))
 
 

@@ -128,3 +128,22 @@ async def _metrics_port(cluster: Cluster, broker: int) -> int:
         return re.findall(r"metrics on :(\d+)", cluster.brokers[broker].log_text())
     await until(lambda: bool(found()), 10)
     return int(found()[-1])
+
+
+async def test_leadership_returns_to_the_preferred_replica_after_it_rejoins(
+        tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, overrides={"leader.imbalance.check.interval.seconds": 0.5,
+                                           "leader.imbalance.per.broker.percentage": 0}).start()
+    try:
+        async with cluster.admin() as admin:
+            await admin.create_topics([NewTopic("p", replica_assignment={0: [1, 2, 3],
+                                                                         1: [1, 3, 2]})])
+        await cluster.in_sync("p")
+        cluster.kill(1)
+        await cluster.wait_for("p", lambda ps: all(p.leader in (2, 3) for p in ps))
+        cluster.restart(1)
+        # Back in the ISR, broker 1 is each partition's preferred (first) replica again.
+        parts = await cluster.wait_for("p", lambda ps: all(p.leader == 1 for p in ps))
+        assert all(sorted(p.isr) == [1, 2, 3] for p in parts)
+    finally:
+        cluster.stop()
