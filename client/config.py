@@ -41,6 +41,16 @@ class CommonClientConfig(KlammConfig):
     connections_max_idle_ms: int = Field(540_000, ge=0)
     socket_request_max_bytes: int = Field(100 * 1024 * 1024, ge=1024)
 
+    @field_validator("metadata_max_age_ms", "connections_max_idle_ms")
+    @classmethod
+    def _not_yet(cls, v: int, info: Any) -> int:
+        default = cls.model_fields[info.field_name].default
+        if v != default:
+            raise ValueError(f"not implemented in this version (metadata is refreshed on "
+                             f"errors only, idle connections stay open); leave it at its "
+                             f"default {default}")
+        return v
+
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
     def _parse_bootstrap(cls, value: Any) -> list[tuple[str, int]]:

@@ -36,6 +36,17 @@ class ConsumerConfig(CommonClientConfig):
         resolve_deserializer(v)  # raises ValueError naming the accepted choices
         return v
 
+    @field_validator("group_id", "group_instance_id")
+    @classmethod
+    def _no_groups_yet(cls, v: str | None, info: Any) -> str | None:
+        # Without group.id the other group settings (enable.auto.commit, session.timeout.ms,
+        # heartbeat.interval.ms, max.poll.interval.ms) have no effect, as in Kafka.
+        if v is not None:
+            raise ValueError(f"consumer groups are not available in this version; leave "
+                             f"{info.field_name.replace('_', '.')} unset and choose partitions "
+                             f"with consumer.assign()")
+        return v
+
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> "ConsumerConfig":
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -36,3 +36,12 @@ def test_unknown_keys_are_named_with_a_suggestion() -> None:
 def test_bad_values_are_rejected_naming_the_key(values: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         ConsumerConfig.build(values)
+
+
+@pytest.mark.parametrize("key", ["group.id", "group.instance.id", "metadata.max.age.ms",
+                                 "connections.max.idle.ms"])
+def test_settings_that_do_nothing_yet_are_refused_naming_the_key(key: str) -> None:
+    value = "g" if key.startswith("group") else 1000
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ": (consumer groups|not "
+                       "implemented)"):
+        ConsumerConfig.build({key: value})
