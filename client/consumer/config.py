@@ -47,6 +47,15 @@ class ConsumerConfig(CommonClientConfig):
                              f"with consumer.assign()")
         return v
 
+    @field_validator("enable_auto_commit", "auto_commit_interval_ms", "max_poll_interval_ms")
+    @classmethod
+    def _group_settings_at_defaults(cls, v: Any, info: Any) -> Any:
+        default = cls.model_fields[info.field_name].default
+        if v != default:
+            raise ValueError(f"has no effect without consumer groups, which are not available "
+                             f"in this version; leave it at its default {default}")
+        return v
+
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> "ConsumerConfig":
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -45,3 +45,11 @@ def test_settings_that_do_nothing_yet_are_refused_naming_the_key(key: str) -> No
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ": (consumer groups|not "
                        "implemented)"):
         ConsumerConfig.build({key: value})
+
+
+@pytest.mark.parametrize("key, value", [("enable.auto.commit", False),
+                                        ("auto.commit.interval.ms", 1000),
+                                        ("max.poll.interval.ms", 1000)])
+def test_group_settings_other_than_their_defaults_are_refused(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ": has no effect"):
+        ConsumerConfig.build({key: value})
