@@ -41,6 +41,8 @@ from typing import Any
 from common import RESULTS, ROOT, ServerProcess, machine
 
 from klamm.client import Admin, NewTopic, Producer
+from klamm.client.connection import BrokerConnection
+from klamm.protocol.api import ApiKey
 
 SESSION_MS = 2000
 BROKER_OVERRIDES = {
@@ -107,22 +109,33 @@ async def create(bootstrap: str, name: str, partitions: int, rf: int,
 
 async def wait_all_led(bootstrap: str, topic: str, partitions: int, ok: Any, timeout: float,
                        full_isr: bool = False) -> float:
-    """Poll metadata until every partition has a leader ``ok`` accepts; the time it took."""
+    """Poll every broker of ``bootstrap`` until each one's metadata shows every partition
+    with a leader ``ok`` accepts; the time it took. A broker hears of a change only after it
+    has applied the controller's LeaderAndIsr for it, so a new leader that shows its own
+    leadership is serving it."""
     start = time.perf_counter()
-    async with Admin(bootstrap_servers=bootstrap, request_timeout_ms=2000) as admin:
-        while True:
-            try:
-                [desc] = await admin.describe_topics([topic])
-                parts = desc.partitions
-                if len(parts) == partitions and all(
-                        p.leader >= 0 and ok(p.leader) and
-                        (not full_isr or len(p.isr) == len(p.replicas)) for p in parts):
-                    return time.perf_counter() - start
-            except Exception:
-                pass
-            if time.perf_counter() - start > timeout:
-                raise RuntimeError(f"{topic}: not every partition led after {timeout} s")
-            await asyncio.sleep(0.02)
+
+    async def settled(address: str) -> bool:
+        host, port = address.rsplit(":", 1)
+        conn = await BrokerConnection.open(host, int(port))
+        try:
+            response = await conn.request(ApiKey.METADATA, {"topics": [topic]}, timeout=2)
+        finally:
+            conn.close()
+        parts = response.body["topics"][0].get("partitions", [])
+        return len(parts) == partitions and all(
+            p["leader"] >= 0 and ok(p["leader"]) and
+            (not full_isr or len(p["isr"]) == len(p["replicas"])) for p in parts)
+
+    while True:
+        try:
+            if all(await asyncio.gather(*(settled(a) for a in bootstrap.split(",")))):
+                return time.perf_counter() - start
+        except Exception:
+            pass
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"{topic}: not every partition led after {timeout} s")
+        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- workloads

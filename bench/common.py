@@ -77,7 +77,7 @@ class ServerProcess:
         self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
-        self.output: collections.deque[str] = collections.deque(maxlen=5000)  # last lines
+        self.output: collections.deque[str] = collections.deque(maxlen=50000)  # last lines
         self._ready = threading.Event()
 
     def __enter__(self) -> "ServerProcess":

@@ -109,6 +109,8 @@ class Partition:
         """Lead this partition (or take an ISR update of the same leadership). Returns
         whether the leadership is new (followers' states start over)."""
         new_leadership = not self.is_leader or leader_epoch != self.leader_epoch
+        if new_leadership:  # first, durably: a failing disk leaves the partition as it was
+            self.log.leader_epoch_cache.assign(leader_epoch, self.log.log_end_offset)
         self.leader_id = self.broker_id
         self.leader_epoch = leader_epoch
         self.partition_epoch = partition_epoch
@@ -117,7 +119,6 @@ class Partition:
         self.replicas = list(replicas)
         if new_leadership:
             self.epoch_start_offset = self.log.log_end_offset
-            self.log.leader_epoch_cache.assign(leader_epoch, self.epoch_start_offset)
             self.followers = {b: FollowerState(last_caught_up_ms=now_ms if b in isr else 0)
                               for b in replicas if b != self.broker_id}
             self._uncommitted.clear()

@@ -26,9 +26,11 @@ from klamm.protocol.errors import ErrorCode, NotLeaderOrFollowerError, UnknownTo
 from .change_signal import ChangeSignal
 from .config import BrokerConfig, TopicConfig
 from .controller_link import AlterPartitionQueue
+from .errors import error_code_of
 from .fetch_waiters import FetchWaiters
-from .log import AppendInfo, LogManager
+from .log import AppendInfo, LogManager, LogStorageError
 from .log.partition_metadata import read_topic_id, write_topic_id
+from .log.sync_batch import SyncBatch
 from .metadata_cache import MetadataCache
 from .metrics import BrokerMetrics
 from .partition import Partition
@@ -174,9 +176,11 @@ class ReplicaManager:
         await self.fetchers.close()
 
     # ------------------------------------------------------------------ controller requests
-    def host(self, topic: str, index: int, topic_id: str) -> Partition:
+    def host(self, topic: str, index: int, topic_id: str,
+             sync: SyncBatch | None = None) -> Partition:
         """The partition object, opening (or creating) its log; a log left by an older topic
-        of the same name (another topic id) is deleted first."""
+        of the same name (another topic id) is deleted first. A new log's files are durable
+        at once, or once ``sync`` commits."""
         key = (topic, index)
         existing = self.partitions.get(key)
         if existing is not None:
@@ -191,47 +195,75 @@ class ReplicaManager:
                 log.warning("deleting %s: it holds topic id %s, the topic now has %s", plog.dir,
                             stored, topic_id)
                 self.logs.delete_log(topic, index)
-        plog = self.logs.create_log(topic, index, self._topic_config(topic))
+        plog = self.logs.create_log(topic, index, self._topic_config(topic), sync=sync)
         if topic_id and read_topic_id(plog.dir) != topic_id:
-            write_topic_id(plog.dir, topic_id)
+            write_topic_id(plog.dir, topic_id, sync=sync)
         partition = Partition(topic, index, plog, self.broker_id, topic_id)
         self.partitions[key] = partition
         return partition
 
     async def apply_leader_and_isr(self, items: list[LeaderAndIsrPartition],
                                    leaders: dict[int, BrokerEndpoint]) -> list[PartitionError]:
-        """Become leader or follower of each partition, as the controller decided. Creating
-        a replica costs a few fsyncs; between partitions the loop gets a turn every
-        ``SLICE_S``, so a thousand new partitions neither stall requests nor starve the
-        coordination session's heartbeats (the controller sends the next request to this
-        broker only after this answer, so nothing else applies meanwhile)."""
-        now = _now_ms()
-        out: list[PartitionError] = []
+        """Become leader or follower of each partition, as the controller decided.
+
+        Two passes. The first opens (or creates) each replica and stages what must be durable
+        before it acts: a new log's files, its topic id, and the leader-epoch checkpoint of a
+        replica about to lead (its follower fetches stop first, so its log end stays put).
+        One commit makes all of that durable at once, off the loop. The second pass changes
+        state: leaders start accepting produce only with their epoch on disk. Between
+        partitions the loop gets a turn every ``SLICE_S``, so a thousand partitions neither
+        stall requests nor starve the coordination session's heartbeats (the controller sends
+        the next request to this broker only after this answer, so nothing else applies
+        meanwhile)."""
+        results: dict[int, tuple[ErrorCode, str | None]] = {}
+        ready: list[tuple[int, LeaderAndIsrPartition, Partition]] = []
+        batch = SyncBatch()
         slicer = TimeSlicer(SLICE_S)
-        for item in items:
+        for i, item in enumerate(items):
             await slicer.maybe_yield()
-            code, message = ErrorCode.NONE, None
             try:
                 if self.broker_id not in item.replicas:
-                    code, message = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                     f"broker {self.broker_id} is not a replica")
-                else:
-                    code, message = self._apply_one(item, leaders, now)
+                    results[i] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                  f"broker {self.broker_id} is not a replica")
+                    continue
+                partition = self.host(item.topic, item.partition, item.topic_id, sync=batch)
+                if not partition.is_newer(item.leader_epoch, item.partition_epoch):
+                    results[i] = (ErrorCode.STALE_CONTROLLER_EPOCH,
+                                  f"epochs {item.leader_epoch}/{item.partition_epoch} are not "
+                                  f"newer than {partition.leader_epoch}/"
+                                  f"{partition.partition_epoch}")
+                    continue
+                if item.leader == self.broker_id and not partition.is_leader:
+                    self.fetchers.remove(partition.key)
+                    partition.log.leader_epoch_cache.stage(
+                        item.leader_epoch, partition.log.log_end_offset, batch)
+                ready.append((i, item, partition))
             except Exception as exc:  # a storage failure on one partition spares the others
-                from .errors import error_code_of
-                code, message = error_code_of(exc)
-            out.append(PartitionError(item.topic, item.partition, int(code), message))
+                results[i] = error_code_of(exc)
+        try:
+            await batch.commit()
+        except OSError as exc:
+            log.error("LeaderAndIsr: could not make %d replica file(s) durable: %s",
+                      len(batch), exc)
+            failed = error_code_of(LogStorageError(f"cannot sync replica files: {exc}"))
+            results.update((i, failed) for i, _, _ in ready)
+            ready = []
+        now = _now_ms()
+        for i, item, partition in ready:
+            await slicer.maybe_yield()
+            try:
+                results[i] = self._apply_one(item, partition, leaders, now)
+            except OSError as exc:  # the leader-epoch checkpoint of a re-elected leader
+                results[i] = error_code_of(LogStorageError(f"{partition.log.dir}: {exc}"))
+            except Exception as exc:
+                results[i] = error_code_of(exc)
         self.update_gauges()
         self.changes.changed()
-        return out
+        return [PartitionError(item.topic, item.partition, int(results[i][0]), results[i][1])
+                for i, item in enumerate(items)]
 
-    def _apply_one(self, item: LeaderAndIsrPartition, leaders: dict[int, BrokerEndpoint],
-                   now: int) -> tuple[ErrorCode, str | None]:
-        partition = self.host(item.topic, item.partition, item.topic_id)
-        if not partition.is_newer(item.leader_epoch, item.partition_epoch):
-            return (ErrorCode.STALE_CONTROLLER_EPOCH,
-                    f"epochs {item.leader_epoch}/{item.partition_epoch} are not newer than "
-                    f"{partition.leader_epoch}/{partition.partition_epoch}")
+    def _apply_one(self, item: LeaderAndIsrPartition, partition: Partition,
+                   leaders: dict[int, BrokerEndpoint], now: int) -> tuple[ErrorCode, str | None]:
         key = partition.key
         if item.leader == self.broker_id:
             self.fetchers.remove(key)
@@ -288,7 +320,6 @@ class ReplicaManager:
                 elif item.delete and self.logs.get_log(item.topic, item.partition) is not None:
                     self.logs.delete_log(item.topic, item.partition)
             except Exception as exc:
-                from .errors import error_code_of
                 code, message = error_code_of(exc)
             out.append(PartitionError(item.topic, item.partition, int(code), message))
         self.update_gauges()

@@ -3,9 +3,12 @@
 Entries ``(epoch, start offset)`` are strictly increasing in both fields. A returning replica
 asks the leader for the end offset of its latest epoch and truncates whatever the leader
 never had. Persisted in the partition dir as ``leader-epoch-checkpoint`` (Kafka's format:
-version line, count line, ``epoch start_offset`` lines), rewritten atomically on each change;
-changes are rare (one per leader election), so the fsync is affordable on the event loop.
-Not thread-safe: owned by the event loop.
+version line, count line, ``epoch start_offset`` lines), rewritten atomically on each change
+and durable before the log holds a batch of a new epoch: a crash that lost an entry would let
+a returning replica keep records that diverge (the leader would place the end of the
+previous epoch too late). A promotion stages its rewrite in a SyncBatch, so that a thousand
+partitions changing leader pay for their fsyncs together; ``assign`` then finds the file
+current. Not thread-safe: owned by the event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 
 from .files import write_atomic
+from .sync_batch import SyncBatch
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ class LeaderEpochCache:
         self.path = os.path.join(partition_dir, FILE_NAME)
         self.entries: list[tuple[int, int]] = []
         self._load()
+        self._persisted: list[tuple[int, int]] | None = None  # what the file holds, if known
 
     def _load(self) -> None:
         try:
@@ -46,9 +51,9 @@ class LeaderEpochCache:
                         if i == 0 or (e[0] > entries[i - 1][0] and e[1] >= entries[i - 1][1])]
 
     def _save(self) -> None:
-        lines = [str(VERSION), str(len(self.entries))]
-        lines += [f"{epoch} {offset}" for epoch, offset in self.entries]
-        write_atomic(self.path, ("\n".join(lines) + "\n").encode())
+        if self.entries != self._persisted:
+            write_atomic(self.path, _encode(self.entries))
+            self._persisted = list(self.entries)
 
     @property
     def latest_epoch(self) -> int:
@@ -57,19 +62,21 @@ class LeaderEpochCache:
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that ``epoch`` starts at ``start_offset``. A stale epoch is ignored; entries
         that the new one contradicts (same or later epoch, same or later start) are dropped."""
-        if epoch < 0:
-            return
-        if self.entries and epoch <= self.entries[-1][0]:
-            if epoch < self.entries[-1][0]:
-                log.warning("%s: ignoring epoch %d at %d, latest is %d", self.path, epoch,
-                            start_offset, self.entries[-1][0])
-            return
-        while self.entries and self.entries[-1][1] > start_offset:
-            self.entries.pop()
-        if self.entries and self.entries[-1][1] == start_offset:
-            self.entries.pop()  # the previous epoch appended nothing
-        self.entries.append((epoch, start_offset))
-        self._save()
+        if self.entries and epoch < self.entries[-1][0]:
+            log.warning("%s: ignoring epoch %d at %d, latest is %d", self.path, epoch,
+                        start_offset, self.entries[-1][0])
+        entries = _with_epoch(self.entries, epoch, start_offset)
+        if entries is not None:
+            self.entries = entries
+            self._save()
+
+    def stage(self, epoch: int, start_offset: int, batch: SyncBatch) -> None:
+        """Write, in ``batch``, the checkpoint ``assign(epoch, start_offset)`` will want, so
+        that the ``assign`` after the batch's commit finds it durable and writes nothing."""
+        entries = _with_epoch(self.entries, epoch, start_offset)
+        if entries is not None and entries != self._persisted:
+            batch.replace(self.path, _encode(entries),
+                          then=lambda: setattr(self, "_persisted", entries))
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
         """Kafka's answer to OffsetForLeaderEpoch: ``(largest epoch <= epoch, offset where it
@@ -114,3 +121,24 @@ class LeaderEpochCache:
         if keep != self.entries:
             self.entries = keep
             self._save()
+
+
+def _with_epoch(entries: list[tuple[int, int]], epoch: int,
+                start_offset: int) -> list[tuple[int, int]] | None:
+    """``entries`` after epoch ``epoch`` starts at ``start_offset``; None when unchanged
+    (a negative, stale or current epoch)."""
+    if epoch < 0 or (entries and epoch <= entries[-1][0]):
+        return None
+    out = list(entries)
+    while out and out[-1][1] > start_offset:
+        out.pop()
+    if out and out[-1][1] == start_offset:
+        out.pop()  # the previous epoch appended nothing
+    out.append((epoch, start_offset))
+    return out
+
+
+def _encode(entries: list[tuple[int, int]]) -> bytes:
+    lines = [str(VERSION), str(len(entries))]
+    lines += [f"{epoch} {offset}" for epoch, offset in entries]
+    return ("\n".join(lines) + "\n").encode()

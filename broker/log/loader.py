@@ -34,6 +34,7 @@ from .files import (
 )
 from .segment import LogSegment
 from .segments import LogSegments
+from .sync_batch import SyncBatch
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ class LoadedLog(NamedTuple):
 
 
 def load_log(directory: str, config: TopicConfig, *, recovery_point: int,
-             log_start_offset: int | None, clean: bool, now_ms: int) -> LoadedLog:
+             log_start_offset: int | None, clean: bool, now_ms: int,
+             sync: SyncBatch | None = None) -> LoadedLog:
+    """Open (or create) the log in ``directory``; a new log's files are made durable at
+    once, or by ``sync``'s commit when given."""
     os.makedirs(directory, exist_ok=True)
     bases = _clean_directory(directory)
     segments = LogSegments()
@@ -60,7 +64,10 @@ def load_log(directory: str, config: TopicConfig, *, recovery_point: int,
                                        index_bytes=config.segment_index_bytes,
                                        index_interval=config.index_interval_bytes,
                                        now_ms=now_ms))
-        fsync_dir(directory)
+        if sync is None:
+            fsync_dir(directory)
+        else:
+            sync.sync_dir(directory)
         return LoadedLog(segments, start, start, 0)
 
     truncated = 0

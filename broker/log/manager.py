@@ -32,6 +32,7 @@ from .checkpoints import (
 from .cleaner import LogCleaner
 from .files import DELETE_DIR_SUFFIX, fsync_dir, parse_partition_dir, partition_dir_name
 from .partition_log import PartitionLog
+from .sync_batch import SyncBatch
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,10 @@ class LogManager:
             return self.config.topic_defaults()
 
     # ------------------------------------------------------------------ logs
-    def create_log(self, topic: str, partition: int, config: TopicConfig) -> PartitionLog:
-        """Open or create the log; an existing one takes ``config``."""
+    def create_log(self, topic: str, partition: int, config: TopicConfig,
+                   sync: SyncBatch | None = None) -> PartitionLog:
+        """Open or create the log; an existing one takes ``config``. A new log is durable
+        at once, or once ``sync`` commits."""
         existing = self._logs.get((topic, partition))
         if existing is not None:
             if existing.config != config:
@@ -121,9 +124,13 @@ class LogManager:
             return existing
         path = os.path.join(self.log_dir, partition_dir_name(topic, partition))
         created = not os.path.isdir(path)
-        plog = PartitionLog(topic, partition, path, config, clean=True, clock=self._clock)
+        plog = PartitionLog(topic, partition, path, config, clean=True, clock=self._clock,
+                            sync=sync)
         if created:
-            fsync_dir(self.log_dir)
+            if sync is None:
+                fsync_dir(self.log_dir)
+            else:
+                sync.sync_dir(self.log_dir)
         self._logs[(topic, partition)] = plog
         return plog
 

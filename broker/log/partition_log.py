@@ -53,6 +53,7 @@ from .results import AppendInfo, FetchData, FileRegion
 from .retention import segments_to_delete
 from .segment import BatchInfo, LogSegment
 from .segments import LogSegments
+from .sync_batch import SyncBatch
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class PartitionLog:
     def __init__(self, topic: str, partition: int, directory: str, config: TopicConfig, *,
                  recovery_point: int = 0, log_start_offset: int | None = None,
                  high_watermark: int = 0, clean: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sync: SyncBatch | None = None) -> None:
         self.topic = topic
         self.partition = partition
         self.dir = directory
@@ -73,7 +74,7 @@ class PartitionLog:
         self._clock = clock
         loaded = load_log(directory, config, recovery_point=recovery_point,
                           log_start_offset=log_start_offset, clean=clean,
-                          now_ms=self._now_ms())
+                          now_ms=self._now_ms(), sync=sync)
         self.segments: LogSegments = loaded.segments
         self.log_start_offset = loaded.log_start_offset
         self.recovery_point = loaded.recovery_point

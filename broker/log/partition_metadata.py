@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from .files import write_atomic
+from .sync_batch import SyncBatch
 
 FILE_NAME = "partition.metadata"
 
@@ -27,6 +28,11 @@ def read_topic_id(partition_dir: str) -> str | None:
     return None
 
 
-def write_topic_id(partition_dir: str, topic_id: str) -> None:
-    write_atomic(os.path.join(partition_dir, FILE_NAME),
-                 f"version: 0\ntopic_id: {topic_id}\n".encode())
+def write_topic_id(partition_dir: str, topic_id: str, sync: SyncBatch | None = None) -> None:
+    """Durable at once, or once ``sync`` commits."""
+    path = os.path.join(partition_dir, FILE_NAME)
+    data = f"version: 0\ntopic_id: {topic_id}\n".encode()
+    if sync is None:
+        write_atomic(path, data)
+    else:
+        sync.replace(path, data)

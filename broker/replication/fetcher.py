@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 
+# Up to this many partitions backed off in one round get a log line each.
+REPORT_EACH = 3
+
 
 @dataclass(frozen=True, slots=True)
 class FetcherSettings:
@@ -78,6 +81,7 @@ class ReplicaFetcher:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self.failures = 0
+        self._delays: list[tuple[FetchState, str]] = []  # backed off this round, to report
 
     # ------------------------------------------------------------------ membership
     def add(self, partition: Partition, leader_epoch: int) -> None:
@@ -125,10 +129,13 @@ class ReplicaFetcher:
             try:
                 conn = await self._connection()
                 truncating = [s for s in ready if s.truncating]
-                if truncating:
-                    await self._truncate(conn, truncating)
-                    continue
-                await self._fetch(conn, ready)
+                try:
+                    if truncating:
+                        await self._truncate(conn, truncating)
+                        continue
+                    await self._fetch(conn, ready)
+                finally:
+                    self._report_delays()
                 self.failures = 0
             except (ClientError, OSError) as exc:
                 self._drop_connection()
@@ -173,9 +180,23 @@ class ReplicaFetcher:
         self._asked = set()
 
     def _delay(self, state: FetchState, why: str) -> None:
+        """Back ``state``'s partition off; the reason is logged when the round ends."""
         state.delayed_until = asyncio.get_running_loop().time() + self.settings.backoff_ms / 1000
-        log.info("%s-%d: %s; retrying in %d ms", state.partition.topic, state.partition.index,
-                 why, self.settings.backoff_ms)
+        self._delays.append((state, why))
+
+    def _report_delays(self) -> None:
+        """One line per backed-off partition, or one for the round when many are (a leader
+        that has not yet applied its LeaderAndIsr refuses every partition at once)."""
+        delays, self._delays = self._delays, []
+        if len(delays) <= REPORT_EACH:
+            for state, why in delays:
+                log.info("%s-%d: %s; retrying in %d ms", state.partition.topic,
+                         state.partition.index, why, self.settings.backoff_ms)
+        elif delays:
+            state, why = delays[0]
+            log.info("%d partitions fetched from broker %d backed off for %d ms, e.g. %s-%d: %s",
+                     len(delays), self.source.node_id, self.settings.backoff_ms,
+                     state.partition.topic, state.partition.index, why)
 
     # ------------------------------------------------------------------ truncation
     async def _truncate(self, conn: BrokerConnection, states: list[FetchState]) -> None:

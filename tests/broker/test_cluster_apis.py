@@ -220,6 +220,46 @@ async def test_controller_requests_with_an_older_leader_epoch_are_refused_per_pa
     await conn.close()
 
 
+async def test_a_promotion_whose_epoch_cannot_be_made_durable_does_not_lead(
+        broker: BrokerServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica leads only once its new leader epoch is on disk: when the disk refuses the
+    fsync, the partition answers STORAGE_ERROR and stays a follower; the next try leads."""
+    conn = await RawConnection.open(broker.bootstrap)
+    await create_topic(conn, "t")
+    assert await produce(conn, "t", b"before") == 0
+    me = broker.config.broker_id
+    partition = broker.replicas.partitions[("t", 0)]
+    epoch = await controller_epoch(broker)
+
+    async def leader_and_isr(leader: int, leader_epoch: int) -> list[int]:
+        r = await conn.call(ApiKey.LEADER_AND_ISR, to_wire(LeaderAndIsrRequest(
+            me, epoch, broker.broker_epoch,
+            [LeaderAndIsrPartition("t", 0, partition.topic_id, leader, leader_epoch, [me],
+                                   leader_epoch, [me])], [endpoint(broker)])))
+        return [p.error_code for p in from_wire(LeaderAndIsrResponse, r.body).partitions]
+
+    assert await leader_and_isr(NO_LEADER, 2) == [0]
+    assert not partition.is_leader
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(partition.log.dir):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert await leader_and_isr(me, 3) == [ErrorCode.STORAGE_ERROR]
+    assert not partition.is_leader
+    assert partition.log.leader_epoch_cache.entries == [(0, 0)]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert await leader_and_isr(me, 3) == [0]
+    assert partition.is_leader and partition.leader_epoch == 3
+    with open(partition.log.leader_epoch_cache.path) as fh:
+        assert fh.read().split("\n")[2:4] == ["0 0", "3 1"]
+    assert await produce(conn, "t", b"after") == 1
+    await conn.close()
+
+
 # ---------------------------------------------------------------------- malformed requests
 def _valid_leader_and_isr(epoch: int, broker_epoch: int, topic_id: str) -> dict[str, Any]:
     """A well-formed LeaderAndIsr from a newer controller epoch that takes the leadership
