@@ -47,6 +47,7 @@ from .config import BrokerConfig, TopicConfig
 from .connection import ClientConnection, HandlerResult, Reply
 from .controller.controller import Controller
 from .controller_link import AlterPartitionQueue, ControllerLink, ControllerUnavailable
+from .data_dir_lock import DataDirLock
 from .errors import error_code_of
 from .log import LogManager
 from .log.files import parse_partition_dir
@@ -104,6 +105,7 @@ class BrokerServer:
         self._idle = asyncio.Event()  # set when a connection has answered everything
         self._stop_requested = asyncio.Event()
         self.listening = asyncio.Event()  # the port is open (start may still be joining)
+        self._dir_lock = DataDirLock(config.log_dir)
 
     @property
     def bootstrap(self) -> str:
@@ -121,7 +123,7 @@ class BrokerServer:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cfg = self.config
-        os.makedirs(cfg.log_dir, exist_ok=True)
+        self._dir_lock.acquire()  # before anything in the dir is read or written
         stored = check_broker_id(cfg.log_dir, cfg.broker_id)
         if cfg.zookeeper_connect is None:
             await self._start_embedded_zk()
@@ -293,6 +295,9 @@ class BrokerServer:
             await self._server.wait_closed()
         if self.zk_server is not None:
             await self.zk_server.stop()
+        if not self._dir_lock.held:
+            return  # it never started: another broker holds the dir
+        self._dir_lock.release()
         log.info("broker %d stopped cleanly", cfg.broker_id)
 
     async def _controlled_shutdown(self) -> None:

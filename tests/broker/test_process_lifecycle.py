@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 from klamm.protocol.api import ApiKey
@@ -80,3 +81,52 @@ async def test_sigterm_answers_in_flight_requests_then_exits_cleanly(tmp_path: P
     stored = await read_all(broker.bootstrap, "t")
     assert list(stored.values()) == [b"kept"] * 10
     assert await asyncio.to_thread(broker.terminate, 30) == 0
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``root`` with its size, mtime and content."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns, path.read_bytes())
+    return out
+
+
+async def test_a_second_broker_on_a_data_dir_in_use_refuses_and_touches_nothing(
+        tmp_path: Path) -> None:
+    """Before, a second broker on the same dir "recovered" the live one's logs, and records
+    the first acknowledged could not be read back. Now it exits 1 with one line naming the
+    dir and the holder's pid, before writing anything; once the holder is gone (even by
+    SIGKILL, which leaves no stale lock) the dir is free."""
+    data = tmp_path / "data"
+    first = BrokerProcess(str(data))
+    await asyncio.to_thread(first.start)
+    conn = await RawConnection.open(first.bootstrap)
+    await create_topic(conn, "t")
+    values = [b"v%d" % i for i in range(5)]
+    data_batch = batch(values)
+    r = await conn.call(ApiKey.PRODUCE, produce_body("t", 0, len(data_batch)), data_batch)
+    assert r.body["topics"][0]["partitions"][0]["error_code"] == 0
+    before = _tree(data)
+
+    for command in (["klamm.broker.cli", "standalone"],
+                    ["klamm.broker", "--broker-id", "0", "--zk", "127.0.0.1:1"]):
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", *command, "--listen", "127.0.0.1:0", "--data-dir", str(data),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 1, out
+        lines = out.decode().strip().splitlines()
+        assert lines == [f"error: data dir {data} is in use by another broker (pid "
+                         f"{first.proc.pid}); stop that one first, or give this one its own "
+                         f"--data-dir (log.dir)"], lines
+    assert _tree(data) == before
+    assert await read_all(first.bootstrap, "t") == dict(enumerate(values))
+    await conn.close()
+
+    await asyncio.to_thread(first.kill)
+    again = BrokerProcess(str(data))
+    await asyncio.to_thread(again.start)
+    assert await read_all(again.bootstrap, "t") == dict(enumerate(values))
+    assert again.terminate() == 0

@@ -5,6 +5,7 @@ and comes back as a follower; starting needs the service but waits for it."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,7 +150,11 @@ async def test_a_taken_broker_id_or_another_clusters_data_dir_refuses_to_start(
                                                str(cluster.root / "other"), *common])
     assert "broker.id=1 is already registered by a live broker" in clash
     assert "another broker.id" in clash
+    # b1's own dir is locked by the live broker 1; a copy of what identifies it is not
+    copied = cluster.root / "b1-copy"
+    copied.mkdir()
+    shutil.copy(cluster.root / "b1" / "meta.properties", copied / "meta.properties")
     foreign = await asyncio.to_thread(_refused, ["--zk", cluster.zk.hosts + "/elsewhere",
                                                  "--broker-id", "1", "--data-dir",
-                                                 str(cluster.root / "b1"), *common])
+                                                 str(copied), *common])
     assert "belongs to cluster" in foreign and "/elsewhere" in foreign
