@@ -50,6 +50,7 @@ class TopicInfo:
     error_code: int
     is_internal: bool
     partitions: dict[int, PartitionInfo]
+    error_message: str | None = None
 
 
 @dataclass(slots=True)
@@ -78,7 +79,8 @@ class ClusterMetadata:
                 self.topics.pop(t["topic"], None)
                 continue
             self.topics[t["topic"]] = TopicInfo(t["topic"], t.get("error_code", 0),
-                                                t.get("is_internal", False), parts)
+                                                t.get("is_internal", False), parts,
+                                                t.get("error_message"))
         self.updated_at = time.monotonic()
 
     def partitions_for(self, topic: str) -> list[int] | None:

@@ -18,7 +18,7 @@ import time
 from time import time as _time
 from typing import Any
 
-from klamm.protocol.errors import UnknownTopicOrPartitionError
+from klamm.protocol.errors import UnknownTopicOrPartitionError, error_for, is_retriable
 
 from ..cluster import Cluster
 from ..errors import BufferExhaustedError, MessageSizeTooLargeError, ProducerClosedError
@@ -89,6 +89,10 @@ class Producer:
             md = await self._cluster.refresh(
                 [topic], allow_auto_topic_creation=self.config.allow_auto_create_topics)
             parts = md.partitions_for(topic)
+            info = md.topics.get(topic)
+            if not parts and info is not None and info.error_code and \
+                    not is_retriable(info.error_code):  # an invalid name: waiting cannot help
+                raise error_for(info.error_code, info.error_message or f"topic {topic!r}")
             if parts:
                 self._tps[topic] = [TopicPartition(topic, p) for p in range(max(parts) + 1)]
                 if self._acc is not None:

@@ -8,7 +8,7 @@ import pytest
 
 from klamm.broker.server import BrokerServer
 from klamm.client import Admin, NewTopic, Producer, RecordMetadata
-from klamm.client.errors import (BufferExhaustedError, KlammTimeoutError,
+from klamm.client.errors import (BufferExhaustedError, InvalidTopicError, KlammTimeoutError,
                                  MessageSizeTooLargeError, UnknownTopicOrPartitionError)
 from klamm.client.serializers import SerializationError
 from tests.support.raw import fetch_records
@@ -83,6 +83,20 @@ async def test_errors_before_send_are_raised_by_send_and_queue_nothing(
             await producer.send("e", 1, partition=5)
         await producer.send_and_wait("e", {"ok": True})
     assert [r.value for r in await fetch_records(broker.bootstrap, "e")] == [b'{"ok":true}']
+
+
+async def test_an_invalid_topic_name_fails_at_once_not_after_max_block_ms(
+        broker: BrokerServer) -> None:
+    """Before, a name the broker can never create waited the whole max.block.ms (60 s by
+    default) and then said UNKNOWN_TOPIC_OR_PARTITION; it is refused at the first answer."""
+    async with Producer(bootstrap_servers=broker.bootstrap, max_block_ms=30_000) as producer:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(InvalidTopicError, match="bad topic!"):
+            await producer.send("bad topic!", b"x")
+        assert asyncio.get_running_loop().time() - started < 10
+        # A missing but valid name is still auto-created (auto.create.topics.enable=true)
+        await producer.send_and_wait("fine", b"y")
+    assert [r.value for r in await fetch_records(broker.bootstrap, "fine")] == [b"y"]
 
 
 async def test_broker_refusal_fails_the_future_with_the_mapped_error(
