@@ -355,6 +355,14 @@ def render(info: dict[str, str], results: dict[str, Any], command: str) -> str:
                      f"(range {ranges['rf1'][0]:.2f} – {ranges['rf1'][-1]:.2f}) | "
                      f"{med['rf3'][key]:.2f} ms (range {ranges['rf3'][0]:.2f} – "
                      f"{ranges['rf3'][-1]:.2f}) | {ratio:.2f}x | <= {target}x |")
+    disk = []
+    for row in results["throughput"]:
+        rf1 = _median(row["runs"]["rf1"], "records_per_sec")["mb_per_sec"]
+        rf3 = _median(row["runs"]["rf3"], "records_per_sec")["mb_per_sec"]
+        disk.append(f"{row['size']} B: RF 1 {rf1:,.0f} MB/s, RF 3 3 x {rf3:,.0f} = "
+                    f"{3 * rf3:,.0f} MB/s")
+    lines += ["", "Bytes the disk takes per second (every replica of RF 3 lives on this one "
+              "machine, so each record is written three times): " + "; ".join(disk) + "."]
     fo = results["failover"]
     cf = results["controller_failover"]
     cs = results["controlled_shutdown"]
