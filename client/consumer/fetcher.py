@@ -41,6 +41,7 @@ from klamm.protocol.errors import ErrorCode, KlammError, OffsetOutOfRangeError, 
 
 from ..cluster import Cluster
 from ..errors import ClientError
+from ..outage_log import OutageLog
 from ..structs import ConsumerRecord, TopicPartition
 from .config import ConsumerConfig
 from .records import PartitionRecords, scan_batches
@@ -77,6 +78,7 @@ class Fetcher:
         self.fetches_sent = 0
         self.offset_resets = 0  # positions found out of range and reset by auto.offset.reset
         self._failures: dict[int, int] = {}
+        self.outages = OutageLog()
         self._backoff_until: dict[int, float] = {}
         self._refreshing: asyncio.Task[None] | None = None
         self.closed = False
@@ -136,6 +138,9 @@ class Fetcher:
                 self._backoff(node, "a partition's leader moved")
             else:
                 self._failures.pop(node, None)
+                back = self.outages.succeeded(f"broker {node}", time.monotonic())
+                if back is not None:
+                    log.info("%s", back)
         except (ClientError, KlammError) as exc:
             if not self.closed:
                 self._backoff(node, str(exc))
@@ -238,8 +243,10 @@ class Fetcher:
         delay = min(cfg.reconnect_backoff_max_ms,
                     cfg.reconnect_backoff_ms * 2 ** min(failures - 1, 20)) / 1000
         delay *= random.uniform(0.8, 1.2)
-        log.warning("fetch from broker %d failed (%s); retry %d in %.0f ms", node, why,
-                    failures, delay * 1000)
+        line = self.outages.failed(f"broker {node}", f"fetch failed: {why}", time.monotonic(),
+                                   cfg.reconnect_backoff_max_ms)
+        if line is not None:  # once per outage and every 30 s, not per retry
+            log.warning("%s (backing off up to reconnect.backoff.max.ms)", line)
         loop = asyncio.get_running_loop()
         self._backoff_until[node] = loop.time() + delay
         loop.call_later(delay, self._backoff_over)
@@ -258,11 +265,20 @@ class Fetcher:
         await asyncio.sleep(self.config.retry_backoff_ms / 1000)  # do not hammer the cluster
         try:
             await self.cluster.refresh(sorted({tp.topic for tp in self.subs.partitions}))
+            self._reached_metadata()
         except (ClientError, KlammError) as exc:
-            log.warning("metadata refresh failed: %s", exc)
+            line = self.outages.failed("metadata", f"refresh failed: {exc}", time.monotonic(),
+                                       self.config.retry_backoff_ms)
+            if line is not None:
+                log.warning("%s", line)
         if not self.closed:
             self.maybe_send()
             self.data_ready.set()
+
+    def _reached_metadata(self) -> None:
+        line = self.outages.succeeded("metadata", time.monotonic())
+        if line is not None:
+            log.info("%s", line)
 
     # ------------------------------------------------------------------ draining
     def drain(self, wanted: set[TopicPartition] | None,

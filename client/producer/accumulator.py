@@ -54,8 +54,12 @@ class ProducerBatch:
             self.future.set_result(base_offset)
 
     def fail(self, exc: BaseException) -> None:
+        """The records' futures raise ``exc``. Marked retrieved at once: the producer reports
+        a failure through each record's future and its callbacks, and a send whose future
+        nobody awaits must not end as "Future exception was never retrieved" noise."""
         if not self.future.done():
             self.future.set_exception(exc)
+            self.future.exception()
 
 
 class RecordFuture:

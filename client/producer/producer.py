@@ -57,20 +57,29 @@ class Producer:
         self._sender_task = asyncio.ensure_future(self._sender.run())
         self._started = True
 
-    async def stop(self) -> None:
-        """Send everything queued, wait for the answers, close connections."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Send everything queued, wait for the answers, close connections. With
+        ``timeout`` (seconds; 0 to give up at once), records still unanswered then fail with
+        ProducerClosedError (Kafka's ``close(Duration)``)."""
         if self._closed or not self._started:
             self._closed = True
             return
         self._closed = True
-        assert self._sender is not None and self._sender_task is not None
-        self._sender.closing = True
+        sender, task = self._sender, self._sender_task
+        assert sender is not None and task is not None
+        sender.closing = True
         assert self._acc is not None
         self._acc.wakeup.set()
         try:
-            await self._sender_task
+            if timeout is not None:
+                done, _ = await asyncio.wait({task}, timeout=timeout)
+                if not done:
+                    sender.abort(ProducerClosedError(
+                        f"the producer was closed before the record was acknowledged "
+                        f"(stop timeout {timeout:g} s)"))
+            await task
         finally:
-            await self._sender.stop()
+            await sender.stop()
             await self._cluster.close()
 
     async def __aenter__(self) -> "Producer":

@@ -8,7 +8,9 @@ can reorder a partition's batches; max.in.flight.requests.per.connection=1 keeps
 retries (a failed batch is retried before anything after it is sent).
 
 Failures: retriable codes and lost connections are retried after retry.backoff.ms until
-delivery.timeout.ms; others fail the batch's records with the mapped exception.
+delivery.timeout.ms; others fail the batch's records with the mapped exception. A broker that
+cannot be reached is logged when the outage starts, every 30 s while it lasts and when it
+ends (OutageLog), not once per retry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from klamm.protocol.errors import ErrorCode, error_for
 
 from ..cluster import Cluster
 from ..errors import ClientError, KlammTimeoutError
+from ..outage_log import OutageLog
 from ..structs import TopicPartition
 from .accumulator import ProducerBatch, RecordAccumulator
 from .config import ProducerConfig
@@ -48,6 +51,7 @@ class Sender:
         self._refresh: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
         self.sending: set[ProducerBatch] = set()  # batches inside a request right now
+        self.outages = OutageLog()  # logs unreachable brokers per state change, not per retry
         # Counters for Producer.metrics(), in records as Kafka counts them.
         self.records_sent = 0  # acknowledged (or written, with acks=0)
         self.retries = 0
@@ -162,9 +166,10 @@ class Sender:
                 return
             response = await conn.request(ApiKey.PRODUCE, body, payload,
                                           timeout=self.config.request_timeout_ms / 1000)
+            self._reached(f"broker {node}")
             self._handle_response(response.body, entries)
         except ClientError as exc:
-            log.warning("produce request to broker %d failed: %s", node, exc)
+            self._unreachable(f"broker {node}", f"produce request failed: {exc}")
             self._request_refresh()
             for _, batches in entries:
                 self._retry_or_fail(batches, exc)
@@ -245,8 +250,34 @@ class Sender:
                         {tp.topic for tp, n in self.partition_in_flight.items() if n})
         try:
             await self.cluster.refresh(topics or None)
+            self._reached("metadata")
         except Exception as exc:
-            log.warning("metadata refresh failed: %s", exc)
+            self._unreachable("metadata", f"refresh failed: {exc}")
+        self.acc.wakeup.set()
+
+    def _unreachable(self, peer: str, error: str) -> None:
+        line = self.outages.failed(peer, error, time.monotonic(), self.config.retry_backoff_ms)
+        if line is not None:
+            log.warning("%s", line)
+
+    def _reached(self, peer: str) -> None:
+        line = self.outages.succeeded(peer, time.monotonic())
+        if line is not None:
+            log.info("%s", line)
+
+    def abort(self, exc: BaseException) -> None:
+        """A forced close: fail every record not yet acknowledged with ``exc`` (queued and
+        open batches, and those inside requests, whose answers are then not awaited)."""
+        for task in list(self._requests):
+            task.cancel()
+        for batch in list(self.sending):
+            self._fail(batch, exc)
+        for queue in self.acc.queued.values():
+            while queue:
+                self._fail(queue.popleft(), exc)
+        for batch in list(self.acc.open.values()):
+            del self.acc.open[batch.tp]
+            self._fail(batch, exc)
         self.acc.wakeup.set()
 
     async def stop(self) -> None:

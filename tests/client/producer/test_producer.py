@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
 from klamm.broker.server import BrokerServer
 from klamm.client import Admin, NewTopic, Producer, RecordMetadata
 from klamm.client.errors import (BufferExhaustedError, InvalidTopicError, KlammTimeoutError,
+                                 ProducerClosedError,
                                  MessageSizeTooLargeError, UnknownTopicOrPartitionError)
 from klamm.client.serializers import SerializationError
 from tests.support.raw import fetch_records
@@ -166,6 +168,32 @@ async def test_buffer_full_blocks_then_fails_after_max_block_ms(proxied_broker) 
             await producer.send("b", b"x" * 500, partition=0)
     proxy.resume()
     await producer.stop()
+
+
+async def test_stop_with_a_timeout_fails_what_is_unanswered_and_keeps_what_was_acked(
+        proxied_broker, caplog: pytest.LogCaptureFixture) -> None:
+    """stop(timeout) is Kafka's close(Duration): records still unanswered then fail with
+    ProducerClosedError, without waiting for delivery.timeout.ms; a failure nobody awaits
+    leaves no "Future exception was never retrieved" behind."""
+    broker, proxy = proxied_broker
+    await make_topic(broker, "s")
+    producer = Producer(bootstrap_servers=proxy.address, delivery_timeout_ms=120_000,
+                        request_timeout_ms=30_000)
+    await producer.start()
+    kept = await producer.send_and_wait("s", b"kept", partition=0)
+    proxy.stall("up")
+    unanswered = [await producer.send("s", b"pending-%d" % i, partition=0) for i in range(5)]
+    started = asyncio.get_running_loop().time()
+    await producer.stop(timeout=0.2)
+    assert asyncio.get_running_loop().time() - started < 10
+    for fut in unanswered:
+        assert fut.done() and isinstance(fut.exception(), ProducerClosedError)
+    proxy.resume()
+    del unanswered, fut
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    assert {r.offset: r.value for r in await fetch_records(broker.bootstrap, "s")}[
+        kept.offset] == b"kept"
 
 
 async def test_unreachable_leader_fails_records_after_delivery_timeout(proxied_broker) -> None:
