@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .common import bootstrap_option, run
+from .common import bootstrap_option, client_config_options, client_settings, run
 
 
 @click.command()
@@ -28,10 +28,11 @@ from .common import bootstrap_option, run
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: one object per line with every field.")
 @click.option("--group", "group_id", help="Consumer group (arrives with consumer groups).")
+@client_config_options("consumer")
 def consume(topic: str, bootstrap: str, from_beginning: bool, partition: int | None,
             offset: str | None, max_messages: int | None, timeout_ms: int | None,
             print_key: bool, key_separator: str, print_offset: bool, fmt: str,
-            group_id: str | None) -> None:
+            group_id: str | None, config_file: str | None, properties: tuple[str, ...]) -> None:
     """Print records of TOPIC, one per line.
 
     \b
@@ -45,7 +46,11 @@ def consume(topic: str, bootstrap: str, from_beginning: bool, partition: int | N
         raise click.UsageError("--group needs consumer groups, which this broker version "
                                "does not have yet; use --partition/--offset or "
                                "--from-beginning")
-    run(_consume(topic, bootstrap, from_beginning, partition, offset, max_messages,
+    settings = client_settings({
+        ("bootstrap", "bootstrap.servers"): bootstrap,
+        ("from_beginning", "auto.offset.reset"): "earliest" if from_beginning else "latest"},
+        config_file, properties, "consumer")
+    run(_consume(topic, settings, from_beginning, partition, offset, max_messages,
                  timeout_ms, print_key, key_separator, print_offset, fmt))
 
 
@@ -62,13 +67,13 @@ def _json_value(data: bytes | None) -> Any:
         return {"base64": base64.b64encode(data).decode()}
 
 
-async def _consume(topic: str, bootstrap: str, from_beginning: bool, partition: int | None,
+async def _consume(topic: str, settings: dict[str, Any], from_beginning: bool,
+                   partition: int | None,
                    offset: str | None, max_messages: int | None, timeout_ms: int | None,
                    print_key: bool, key_separator: str, print_offset: bool, fmt: str) -> None:
     from klamm.client import Consumer, TopicPartition
 
-    consumer = Consumer(bootstrap_servers=bootstrap,
-                        auto_offset_reset="earliest" if from_beginning else "latest")
+    consumer = Consumer(config=settings)
     await consumer.start()
     try:
         parts = [partition] if partition is not None else await _partitions(consumer, topic)

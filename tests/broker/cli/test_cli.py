@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +151,96 @@ def test_standalone_can_embed_the_coordination_service(tmp_path: Path) -> None:
     finally:
         proc.kill()  # a no-op once it exited; never leave it running after a failure
         proc.wait(30)
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "klamm.broker.cli", *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_values(bootstrap: str, topic: str) -> list[str]:
+    out = klamm("consume", topic, "--from-beginning", "--timeout-ms", "1000", "-b", bootstrap)
+    return out.stdout.splitlines()
+
+
+def test_ctrl_c_stops_a_produce_whose_stdin_stays_open(broker_proc) -> None:
+    """Before, SIGINT printed ^C and the command kept running (stdin was read in the loop's
+    thread pool, which shutdown waits for). Now it stops at once: what was acknowledged
+    stays, and the last line says what happened to the rest (exit 130)."""
+    b = broker_proc.bootstrap
+    assert klamm("topics", "create", "ctrl-c", "-b", b).returncode == 0
+    proc = _spawn("produce", "ctrl-c", "-b", b)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("one\ntwo\nthree\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while _read_values(b, "ctrl-c") != ["one", "two", "three"]:
+            assert time.monotonic() < deadline, "the records never arrived"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)  # stdin is still open
+        stderr = proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+    assert code == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        "interrupted: sent 3, acknowledged 3, failed 0"), stderr
+    assert "Traceback" not in stderr
+    assert _read_values(b, "ctrl-c") == ["one", "two", "three"]
+
+
+def test_a_dead_broker_is_reported_once_and_the_last_line_counts_what_failed(
+        tmp_path: Path) -> None:
+    """Before, one warning per retry (1,181 lines in 120 s), then unretrieved-future
+    tracebacks, and no word on how many records were lost."""
+    broker = BrokerProcess(str(tmp_path / "data"))
+    broker.start()
+    try:
+        b = broker.bootstrap
+        assert klamm("topics", "create", "gone", "-b", b).returncode == 0
+        proc = _spawn("produce", "gone", "-b", b,
+                      "--producer-property", "retry.backoff.ms=20",
+                      "--producer-property", "request.timeout.ms=1000",
+                      "--producer-property", "delivery.timeout.ms=3000")
+        assert proc.stdin is not None
+        proc.stdin.write("kept-1\nkept-2\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while _read_values(b, "gone") != ["kept-1", "kept-2"]:
+            assert time.monotonic() < deadline, "the records never arrived"
+        broker.kill()
+        out, err = proc.communicate("lost-1\nlost-2\nlost-3\n", timeout=60)
+    finally:
+        broker.kill()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1, err
+    assert lines[-1].startswith("error: sent 5, acknowledged 2, failed 3: "), err
+    assert "delivery.timeout.ms=3000" in lines[-1]
+    assert "never retrieved" not in err and "Traceback" not in err
+    assert len(lines) <= 6, err  # a retry every 20 ms for 3 s: ~150 attempts, a few lines
+
+
+def test_producer_and_consumer_properties_reach_the_clients(broker_proc,
+                                                            tmp_path: Path) -> None:
+    b = broker_proc.bootstrap
+    assert klamm("topics", "create", "big", "--config", "max.message.bytes=4194304",
+                 "-b", b).returncode == 0
+    line = "x" * (1_500_000) + "\n"
+    refused = klamm("produce", "big", "-b", b, stdin=line)
+    assert refused.returncode == 1
+    assert "max.request.size" in refused.stderr
+    assert "--producer-property max.request.size=BYTES" in refused.stderr
+    ok = klamm("produce", "big", "-b", b, "--producer-property", "max.request.size=4194304",
+               stdin=line)
+    assert ok.returncode == 0, ok.stderr
+    props = tmp_path / "producer.properties"
+    props.write_text("# as kafka-console-producer takes it\nmax.request.size=4194304\n")
+    ok = klamm("produce", "big", "-b", b, "--producer.config", str(props), stdin=line)
+    assert ok.returncode == 0, ok.stderr
+    out = klamm("consume", "big", "--from-beginning", "--timeout-ms", "2000", "-b", b,
+                "--consumer-property", "max.partition.fetch.bytes=4194304")
+    assert out.stdout.splitlines() == [line.strip()] * 2
+    wrong = klamm("produce", "big", "-b", b, "--producer-property", "max.requst.size=1",
+                  stdin="x\n")
+    assert wrong.returncode == 1 and "max.requst.size" in wrong.stderr
