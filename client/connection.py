@@ -2,8 +2,10 @@
 
 The broker answers requests in the order it received them, so the in-flight futures form a FIFO;
 the correlation id double-checks the pairing. Framing is ``klamm.protocol.frame`` (no I/O there);
-this class owns the transport, write flow control and one future per request. Not thread-safe:
-one event loop owns a connection.
+this class owns the transport, write flow control and one future per request. ``open`` returns
+only after the first exchange (ApiVersions) proved the peer a Klamm broker; anything else (a
+coordination service, another protocol, silence) fails there with a message naming what it
+is. Not thread-safe: one event loop owns a connection.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
+from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import (
     DEFAULT_MAX_FRAME_BYTES,
     FrameError,
@@ -24,9 +27,13 @@ from klamm.protocol.frame import (
     parse_response,
 )
 
-from .errors import KlammConnectionError, KlammTimeoutError
+from .errors import ClientError, KlammConnectionError, KlammTimeoutError, NotABrokerError
 
 log = logging.getLogger(__name__)
+
+
+class _BadData(KlammConnectionError):
+    """The peer sent bytes that are not frames of Klamm's protocol."""
 
 
 class BrokerConnection(asyncio.BufferedProtocol):
@@ -44,6 +51,7 @@ class BrokerConnection(asyncio.BufferedProtocol):
         self._write_ready: asyncio.Event = asyncio.Event()
         self._write_ready.set()
         self._error: Exception | None = None
+        self.api_keys: dict[int, tuple[int, int]] = {}  # from ApiVersions: key -> versions
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -59,7 +67,38 @@ class BrokerConnection(asyncio.BufferedProtocol):
         except (OSError, TimeoutError) as exc:
             raise KlammConnectionError(
                 f"cannot connect to broker {host}:{port}: {exc or 'timed out'}") from None
+        await conn._identify(timeout)
         return conn
+
+    async def _identify(self, timeout: float) -> None:
+        """The first exchange is ApiVersions: a peer that is not a Klamm broker (the
+        coordination service's port, another protocol, a silent server) is named as such
+        here, instead of failing later on a field its answers lack."""
+        try:
+            response = await self.request(ApiKey.API_VERSIONS, {}, timeout=timeout)
+        except _BadData:
+            self.close()
+            raise NotABrokerError(f"{self.address} is not a Klamm broker (its answer is not "
+                                  f"Klamm's protocol)") from None
+        except KlammTimeoutError:
+            self.close()
+            raise KlammConnectionError(f"{self.address} did not answer its first request "
+                                       f"within {timeout:g} s (a stalled broker, or not a "
+                                       f"Klamm broker)") from None
+        except ClientError as exc:
+            self.close()
+            raise KlammConnectionError(f"{self.address}: the first exchange failed ({exc}); "
+                                       f"is a Klamm broker listening there?") from None
+        body = response.body
+        if isinstance(body, dict) and "api_keys" in body:
+            self.api_keys = {int(k): (int(lo), int(hi)) for k, lo, hi in body["api_keys"]}
+            return
+        self.close()
+        if isinstance(body, dict) and "zxid" in body:
+            looks = "it looks like a coordination service; brokers listen on another port"
+        else:
+            looks = "it answered something that is not a broker's ApiVersions"
+        raise NotABrokerError(f"{self.address} is not a Klamm broker ({looks})")
 
     @property
     def address(self) -> str:
@@ -162,8 +201,9 @@ class BrokerConnection(asyncio.BufferedProtocol):
                 if not fut.done():
                     fut.set_result(response)
         except FrameError as exc:
-            log.error("closing connection to %s: %s", self.address, exc)
-            self._fail(KlammConnectionError(f"bad data from {self.address}: {exc}"))
+            if self.api_keys:  # a broker that spoke the protocol before: worth a log line
+                log.error("closing connection to %s: %s", self.address, exc)
+            self._fail(_BadData(f"bad data from {self.address}: {exc}"))
             assert self._transport is not None
             self._transport.abort()
 

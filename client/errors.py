@@ -22,6 +22,11 @@ class KlammConnectionError(ClientError):
     retriable = True
 
 
+class NotABrokerError(KlammConnectionError):
+    """The peer answered the first exchange, but not as a Klamm broker (a coordination
+    service's port, another protocol, nothing at all)."""
+
+
 class KlammTimeoutError(ClientError):
     """A request got no answer within request.timeout.ms (the connection is closed)."""
 

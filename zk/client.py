@@ -30,8 +30,7 @@ from klamm.protocol.frame import (FrameDecoder, FrameError, RequestHeader, encod
 
 from .api import API_VERSION, EVENT_CORRELATION_ID, ZkApi
 from .errors import (BadArgumentsError, ConnectionLossError, NodeExistsError,
-                     SessionExpiredError, ZkError,
-                     error_for)
+                     NotACoordinationServiceError, SessionExpiredError, ZkError, error_for)
 from .events import EventType, SessionState, WatchedEvent
 from .ops import Check, Create, Delete, MultiOp, SetData
 from .tree import Stat, validate_path
@@ -214,6 +213,12 @@ class ZkClient:
                     "child": [self._root(p) for p in self._child_watches]}
             reply = await asyncio.wait_for(self._call(conn, ZkApi.CONNECT, body),
                                            self.connect_timeout)
+            if "session_id" not in reply:
+                looks = ("it looks like a Klamm broker; the coordination service listens on "
+                         "another port" if "error_code" in reply
+                         else "its answer is not the coordination protocol")
+                raise NotACoordinationServiceError(
+                    f"{host}:{port} is not a coordination service ({looks})")
         except BaseException:
             conn.close()
             raise

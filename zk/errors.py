@@ -38,6 +38,13 @@ class ZkError(Exception):
         self.message = message or self.hint
 
 
+class NotACoordinationServiceError(ZkError):
+    """The peer answered the session handshake, but not as a coordination service."""
+
+    code = ZkErrorCode.CONNECTION_LOSS
+    hint = "the peer is not a coordination service"
+
+
 class NoNodeError(ZkError):
     code = ZkErrorCode.NO_NODE
     hint = "the node does not exist"
