@@ -156,8 +156,8 @@ async def _produce(topic: str, settings: dict[str, Any], key_separator: str | No
                    (f"; {unsure} record(s) not acknowledged may not be stored" if unsure
                     else ""), err=True)
         sys.exit(130)
-    except BaseException:
-        await producer.stop(timeout=0)
+    except BaseException:  # a bad line: what was read before it is still delivered
+        await producer.stop()
         raise
     await producer.stop()
     if tally.failed:

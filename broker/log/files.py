@@ -41,24 +41,31 @@ def parse_partition_dir(name: str) -> tuple[str, int] | None:
     return topic, int(index)
 
 
-def fsync_dir(path: str) -> None:
-    """Make renames and creations inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: str, *, directory: bool = False) -> None:
+    """Fsync the file (or directory) at ``path``."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def write_synced(path: str, chunks: Sequence[bytes]) -> None:
-    """Create or truncate ``path``, write every chunk fully and fsync it (not its directory)."""
+def fsync_dir(path: str) -> None:
+    """Make renames and creations inside ``path`` durable."""
+    fsync_path(path, directory=True)
+
+
+def write_synced(path: str, chunks: Sequence[bytes], *, sync: bool = True) -> None:
+    """Create or truncate ``path``, write every chunk fully and fsync it (not its directory;
+    not at all with ``sync=False``, for callers that fsync later)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for chunk in chunks:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -20,28 +20,10 @@ import asyncio
 import os
 from collections.abc import Callable
 
-from .files import TMP_SUFFIX, fsync_dir
+from .files import TMP_SUFFIX, fsync_dir, fsync_path, write_synced
 
 # Threads that fsync at once: enough for the journal to batch them, few enough to stay cheap.
 WORKERS = 8
-
-
-def _write_unsynced(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_all(paths: list[str], fsync: Callable[[str], None]) -> None:
@@ -60,7 +42,7 @@ class SyncBatch:
     def replace(self, path: str, data: bytes, then: Callable[[], None] | None = None) -> None:
         """Stage ``path``'s new content (written now to ``path.tmp``, not yet synced);
         ``then`` runs once it is durable."""
-        _write_unsynced(path + TMP_SUFFIX, data)
+        write_synced(path + TMP_SUFFIX, (data,), sync=False)
         callbacks = self._files.setdefault(path, [])
         if then is not None:
             callbacks.append(then)
@@ -76,7 +58,7 @@ class SyncBatch:
         self._files, self._dirs = {}, set()
         if not files and not dirs:
             return
-        await _in_threads([p + TMP_SUFFIX for p in files], _fsync_path)
+        await _in_threads([p + TMP_SUFFIX for p in files], fsync_path)
         for path in files:
             os.replace(path + TMP_SUFFIX, path)
             dirs.add(os.path.dirname(path) or ".")
