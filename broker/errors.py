@@ -7,8 +7,10 @@ import time
 
 from klamm.protocol.errors import ErrorCode, KlammError
 from klamm.protocol.records import CorruptBatch
+from klamm.zk.errors import ZkError
 
 from .log import LogStorageError, OffsetOutOfRange, RecordTooLarge
+from .log.dir_health import LogDirOffline
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,12 @@ def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
         return ErrorCode.OFFSET_OUT_OF_RANGE, str(exc)
     if isinstance(exc, RecordTooLarge):
         return ErrorCode.MESSAGE_TOO_LARGE, str(exc)
+    if isinstance(exc, LogDirOffline):  # said once, when the dir went offline
+        return ErrorCode.STORAGE_ERROR, str(exc)
     if isinstance(exc, LogStorageError):
         _storage_errors.report(exc)
         return ErrorCode.STORAGE_ERROR, str(exc)
+    if isinstance(exc, ZkError):  # the coordination service is away or refused
+        return ErrorCode.REQUEST_TIMED_OUT, f"the coordination service is unavailable: {exc}"
     log.error("unexpected error while handling a request", exc_info=exc)
     return ErrorCode.UNKNOWN_SERVER_ERROR, f"{type(exc).__name__}: {exc}"

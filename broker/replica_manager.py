@@ -227,6 +227,7 @@ class ReplicaManager:
                                   f"broker {self.broker_id} is not a replica")
                     continue
                 partition = self.host(item.topic, item.partition, item.topic_id, sync=batch)
+                partition.log.health.check()  # an offline dir hosts nothing any more
                 if not partition.is_newer(item.leader_epoch, item.partition_epoch):
                     results[i] = (ErrorCode.STALE_CONTROLLER_EPOCH,
                                   f"epochs {item.leader_epoch}/{item.partition_epoch} are not "
@@ -338,6 +339,15 @@ class ReplicaManager:
             log.info("deleted replica %s-%d (%s)", key[0], key[1], why)
         else:
             log.info("stopped replica %s-%d (%s)", key[0], key[1], why)
+
+    def log_dir_offline(self) -> None:
+        """The log dir failed: stop following (every append would fail) and fail what waits
+        on its partitions; the leaderships are handed over by the server."""
+        for partition in list(self.partitions.values()):
+            self.fetchers.remove(partition.key)
+            self.isr_changes.cancel(partition.key)
+            self._lost_leadership(partition)
+        self.changes.changed()
 
     def update_config(self, topic: str, config: TopicConfig) -> None:
         for p in self.topic_partitions(topic):

@@ -145,6 +145,7 @@ class BrokerServer:
         self.topic_configs = TopicConfigs(cfg, store)
         await self.topic_configs.load(_local_topics(cfg.log_dir))
         self.logs = LogManager(cfg, self.topic_configs.effective)
+        self.logs.health.on_offline = self._log_dir_offline
         self.logs.load()
         self.link = ControllerLink(cfg.broker_id, self.metadata, cfg.controller_socket_timeout_ms)
         self.isr_changes = AlterPartitionQueue(self.link, lambda: self.broker_epoch,
@@ -299,6 +300,24 @@ class BrokerServer:
             return  # it never started: another broker holds the dir
         self._dir_lock.release()
         log.info("broker %d stopped cleanly", cfg.broker_id)
+
+    def _log_dir_offline(self) -> None:
+        """The only log dir failed: its replicas are useless here. Stop following, and hand
+        the leaderships to other in-sync replicas as a controlled shutdown does (Kafka tells
+        its controller the same); the broker keeps answering, with STORAGE_ERROR."""
+        if not hasattr(self, "replicas"):
+            return  # still loading: the start fails on its own
+        # Not inside the write that failed (an append may be half way through its callers).
+        asyncio.get_running_loop().call_soon(self._hand_over_after_log_dir_failure)
+
+    def _hand_over_after_log_dir_failure(self) -> None:
+        self.replicas.log_dir_offline()
+        if self.started and not self.stopping and self.config.controlled_shutdown_enable:
+            log.warning("moving the leaderships of broker %d to other in-sync replicas "
+                        "(its log dir is offline)", self.config.broker_id)
+            task = asyncio.get_running_loop().create_task(self._controlled_shutdown())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _controlled_shutdown(self) -> None:
         """Ask the controller to move this broker's leaderships; retry while some could

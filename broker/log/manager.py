@@ -31,6 +31,7 @@ from .checkpoints import (
 )
 from .cleaner import LogCleaner
 from .files import DELETE_DIR_SUFFIX, fsync_dir, parse_partition_dir, partition_dir_name
+from .dir_health import LogDirHealth
 from .partition_log import PartitionLog
 from .sync_batch import SyncBatch
 
@@ -63,6 +64,7 @@ class LogManager:
         self._checkpoint_lock = asyncio.Lock()
         self._last_checkpoint: tuple[object, ...] | None = None
         self.had_clean_shutdown = False
+        self.health = LogDirHealth(self.log_dir)  # shared by every log in the dir
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -89,7 +91,7 @@ class LogManager:
                                 recovery_point=recovery_points.get(tp, 0),
                                 log_start_offset=log_starts.get(tp),
                                 high_watermark=high_watermarks.get(tp, 0),
-                                clean=clean, clock=self._clock)
+                                clean=clean, clock=self._clock, health=self.health)
             if plog.recovered_bytes:
                 log.warning("recovered %s: truncated %d damaged byte(s)", path,
                             plog.recovered_bytes)
@@ -124,8 +126,9 @@ class LogManager:
             return existing
         path = os.path.join(self.log_dir, partition_dir_name(topic, partition))
         created = not os.path.isdir(path)
+        self.health.check()
         plog = PartitionLog(topic, partition, path, config, clean=True, clock=self._clock,
-                            sync=sync)
+                            sync=sync, health=self.health)
         if created:
             if sync is None:
                 fsync_dir(self.log_dir)
@@ -186,10 +189,13 @@ class LogManager:
                 return
             except asyncio.TimeoutError:
                 pass
+            if self.health.offline:
+                continue  # nothing more is written to an offline dir
             try:
                 await work()
-            except Exception:
-                log.exception("%s failed; retrying in %.1fs", name, interval)
+            except Exception as exc:
+                if not self.health.observe(exc):  # offline: said once, by observe
+                    log.exception("%s failed; retrying in %.1fs", name, interval)
 
     async def run_retention_once(self) -> None:
         """Delete expired or excess segments of every log (see ``retention.py``)."""
@@ -245,13 +251,20 @@ class LogManager:
             await asyncio.gather(*self._deletions, return_exceptions=True)
         async with self._checkpoint_lock:
             snapshot_logs = list(self._logs.values())
-            clean = True
+            clean = not self.health.offline
             for plog in snapshot_logs:
                 try:
-                    plog.close()
-                except Exception:
+                    plog.close(flush=not self.health.offline)
+                except Exception as exc:
                     clean = False
-                    log.exception("closing %s failed", plog.dir)
+                    if not self.health.observe(exc):
+                        log.exception("closing %s failed", plog.dir)
+                    plog.close(flush=False)
+            if self.health.offline:
+                log.warning("log dir %s is offline: closed %d log(s) without flushing or "
+                            "checkpointing; the next start recovers them from what the disk "
+                            "kept", self.log_dir, len(snapshot_logs))
+                return
             recovery = {k: v.recovery_point for k, v in self._logs.items()}
             hw = {k: v.high_watermark for k, v in self._logs.items()}
             start = {k: v.log_start_offset for k, v in self._logs.items()}

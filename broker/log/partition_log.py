@@ -45,6 +45,7 @@ from klamm.protocol.records import (
     validate_batch,
 )
 
+from .dir_health import LogDirHealth
 from .errors import LogStorageError, OffsetOutOfRange, RecordTooLarge, UnexpectedAppendOffset
 from .files import fsync_dir, remove_quietly
 from .leader_epoch import LeaderEpochCache
@@ -66,12 +67,14 @@ class PartitionLog:
     def __init__(self, topic: str, partition: int, directory: str, config: TopicConfig, *,
                  recovery_point: int = 0, log_start_offset: int | None = None,
                  high_watermark: int = 0, clean: bool = False,
-                 clock: Callable[[], float] = time.time, sync: SyncBatch | None = None) -> None:
+                 clock: Callable[[], float] = time.time, sync: SyncBatch | None = None,
+                 health: LogDirHealth | None = None) -> None:
         self.topic = topic
         self.partition = partition
         self.dir = directory
         self.config = config
         self._clock = clock
+        self.health = health or LogDirHealth(os.path.dirname(directory))
         loaded = load_log(directory, config, recovery_point=recovery_point,
                           log_start_offset=log_start_offset, clean=clean,
                           now_ms=self._now_ms(), sync=sync)
@@ -130,6 +133,14 @@ class PartitionLog:
     def _check_open(self) -> None:
         if self.closed:
             raise LogStorageError(f"log {self.topic}-{self.partition} is closed")
+        self.health.check()
+
+    def _storage_error(self, what: str, exc: OSError) -> LogStorageError:
+        """The error to raise for ``exc``; a disk that will not recover takes the dir offline
+        (LogDirOffline: said once, when it happened)."""
+        if self.health.observe(exc):
+            return self.health.offline_error()
+        return LogStorageError(f"{what}: {exc.strerror or exc}")
 
     # ------------------------------------------------------------------ append
     def _validate(self, view: memoryview, producer: bool) -> list[tuple[int, BatchHeader]]:
@@ -189,7 +200,12 @@ class PartitionLog:
                 batches.append((next_offset, last, header.max_timestamp, header.size))
                 next_offset = last + 1
         segment = self._maybe_roll(len(view), next_offset - 1, now_ms)
-        segment.append(buffers, len(view), batches)
+        try:
+            segment.append(buffers, len(view), batches)
+        except LogStorageError as exc:
+            if self.health.observe(exc):
+                raise self.health.offline_error() from exc
+            raise
         if leader_epoch > self.leader_epoch_cache.latest_epoch:
             self.leader_epoch_cache.assign(leader_epoch, first)
         return AppendInfo(first, next_offset - 1, now_ms if append_time else -1,
@@ -213,7 +229,12 @@ class PartitionLog:
                             header.size))
             expected = header.next_offset
         segment = self._maybe_roll(len(view), batches[-1][1], self._now_ms())
-        segment.append([view], len(view), batches)
+        try:
+            segment.append([view], len(view), batches)
+        except LogStorageError as exc:
+            if self.health.observe(exc):
+                raise self.health.offline_error() from exc
+            raise
         for _, header in found:
             if header.leader_epoch > self.leader_epoch_cache.latest_epoch:
                 self.leader_epoch_cache.assign(header.leader_epoch, header.base_offset)
@@ -241,8 +262,7 @@ class PartitionLog:
                                     index_interval=self.config.index_interval_bytes,
                                     now_ms=self._now_ms())
         except OSError as exc:
-            raise LogStorageError(f"cannot roll {self.dir} at offset {base}: "
-                                  f"{exc.strerror or exc}") from exc
+            raise self._storage_error(f"cannot roll {self.dir} at offset {base}", exc) from exc
         self.segments.add(new)
         self._dir_dirty = True
         self._flush_in_background(base)
@@ -280,8 +300,7 @@ class PartitionLog:
             try:
                 await loop.run_in_executor(None, _fsync_and_close, fds)
             except OSError as exc:
-                raise LogStorageError(f"fsync of {self.dir} failed: {exc.strerror or exc}") \
-                    from exc
+                raise self._storage_error(f"fsync of {self.dir} failed", exc) from exc
             if truncations == self._truncations:  # else bytes past a truncation may be new
                 self._flushed(end)
         finally:
@@ -295,7 +314,7 @@ class PartitionLog:
         try:
             _fsync_and_close(self._sync_fds())
         except OSError as exc:
-            raise LogStorageError(f"fsync of {self.dir} failed: {exc.strerror or exc}") from exc
+            raise self._storage_error(f"fsync of {self.dir} failed", exc) from exc
         self._flushed(end)
 
     def _sync_fds(self) -> list[int]:
@@ -332,8 +351,9 @@ class PartitionLog:
 
     def _background_done(self, task: asyncio.Future[None]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background flush of %s failed", self.dir, exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not self.health.observe(exc):
+            log.error("background flush of %s failed", self.dir, exc_info=exc)
 
     # ------------------------------------------------------------------ read
     def read(self, fetch_offset: int, max_bytes: int, max_offset: int | None = None,
@@ -415,7 +435,7 @@ class PartitionLog:
             try:
                 self.segments[i].truncate_to(offset)
             except OSError as exc:
-                raise LogStorageError(f"cannot truncate {self.dir}: {exc.strerror}") from exc
+                raise self._storage_error(f"cannot truncate {self.dir}", exc) from exc
         end = self.log_end_offset
         self.recovery_point = min(self.recovery_point, end)
         self._high_watermark = min(self._high_watermark, end)
@@ -543,13 +563,15 @@ class PartitionLog:
         return new
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Flush, record the active segment's largest timestamp, close every file."""
+    def close(self, flush: bool = True) -> None:
+        """Flush, record the active segment's largest timestamp, close every file (with
+        ``flush=False``, only close: the dir is offline)."""
         if self.closed:
             return
         try:
-            self.segments.active.on_become_inactive()
-            self.flush_sync()
+            if flush:
+                self.segments.active.on_become_inactive()
+                self.flush_sync()
         finally:
             self.closed = True
             for task in list(self._background):

@@ -179,9 +179,11 @@ class LogSegment:
         except OSError as exc:
             try:
                 os.ftruncate(self.fd, start)
-            except OSError:
+            except OSError as again:
                 self.failed = True
-                log.exception("cannot truncate %s back after a failed write", self.log_path)
+                log.error("cannot truncate %s back to %d bytes after a failed write: %s; the "
+                          "next start recovers it", self.log_path, start,
+                          again.strerror or again)
             raise LogStorageError(f"write to {self.log_path} failed: "
                                   f"{exc.strerror or exc}") from exc
         pos = start

@@ -56,13 +56,16 @@ class Cluster:
         self.zk.start()
         return self.start_brokers()
 
-    def start_brokers(self, zk_of: dict[int, str] | None = None) -> "Cluster":
+    def start_brokers(self, zk_of: dict[int, str] | None = None,
+                      prefix_of: dict[int, list[str]] | None = None) -> "Cluster":
         """Start the brokers (at once); ``zk_of`` gives some of them another address of the
-        coordination service (a proxy, say)."""
+        coordination service (a proxy, say), ``prefix_of`` a command to run them through
+        (one that mounts a filesystem of their own, say)."""
         for i in range(1, self.size + 1):
             hosts = (zk_of or {}).get(i, self.zk.hosts)
             self.brokers[i] = BrokerProcess(str(self.root / f"b{i}"), broker_id=i,
-                                            zk=hosts + self.chroot, overrides=self.overrides)
+                                            zk=hosts + self.chroot, overrides=self.overrides,
+                                            prefix=(prefix_of or {}).get(i, ()))
         for b in self.brokers.values():
             b.launch()
         for b in self.brokers.values():
@@ -178,6 +181,10 @@ class Cluster:
     def log_bytes(self, broker: int, topic: str, partition: int) -> bytes:
         """The partition's log on one broker: its segment files' bytes in offset order."""
         directory = self.root / f"b{broker}" / f"{topic}-{partition}"
+        proc = self.brokers.get(broker)
+        if proc is not None and proc.prefix and proc.proc is not None and proc.alive:
+            # a broker with a mount of its own: its files as its mount namespace sees them
+            directory = Path(f"/proc/{proc.proc.pid}/root") / str(directory).lstrip("/")
         segments = []
         for name in os.listdir(directory):
             parsed = parse_segment_name(name)
