@@ -11,6 +11,7 @@ port in use) prints one ``error:`` line and exits 1.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -48,6 +49,9 @@ async def serve(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(
     except (LogDirMismatch, BrokerIdClash, OSError, RuntimeError) as exc:
         await server.stop()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            reason = ("the port is in use by another process; stop it, or pick another port "
+                      "with --listen HOST:PORT")
         what = f"cannot listen on {config.host}:{config.port}: " if isinstance(exc, OSError) \
             else ""
         print(f"error: {what}{reason}", file=sys.stderr, flush=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import uvloop
@@ -31,8 +33,18 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return uvloop.run(coro)
     except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        stdout_closed()
     except Exception as exc:
         fail(exc)
+
+
+def stdout_closed() -> NoReturn:
+    """The reader of stdout went away (``klamm consume t | head -3``): end quietly with
+    exit 0, as Unix tools do, and keep Python from complaining when it flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def client_config_options(kind: str) -> Callable[[F], F]:

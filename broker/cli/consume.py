@@ -22,11 +22,14 @@ from .common import bootstrap_option, client_config_options, client_settings, ru
 @click.option("--max-messages", type=int, help="Exit after this many records.")
 @click.option("--timeout-ms", type=int, help="Exit after this long without a record.")
 @click.option("--print-key", is_flag=True, help="Print the key before the value.")
-@click.option("--key-separator", default="\t", show_default=True, metavar="SEP",
+@click.option("--key-separator", default="\t", show_default="a tab", metavar="SEP",
               help="Between key and value with --print-key.")
 @click.option("--print-offset", is_flag=True, help="Print partition:offset first.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: one object per line with every field.")
+              show_default=True,
+              help="text: keys and values as UTF-8, other bytes shown as \\xNN escapes (which "
+                   "look like typed text); json: one object per line with every field, bytes "
+                   "that are not UTF-8 as {\"base64\": ...}, so it round-trips.")
 @click.option("--group", "group_id", help="Consumer group (arrives with consumer groups).")
 @client_config_options("consumer")
 def consume(topic: str, bootstrap: str, from_beginning: bool, partition: int | None,

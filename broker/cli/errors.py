@@ -54,5 +54,6 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused ({exc}); is a broker running there?"
     if isinstance(exc, OSError):
-        return f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or ''})".strip()
+        filename = getattr(exc, "filename", None)
+        return f"{exc.strerror or exc}" + (f" ({filename})" if filename else "")
     return f"{type(exc).__name__}: {exc}"

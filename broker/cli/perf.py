@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from .common import bootstrap_option, run
+from .errors import CliError
 
 _VALUE = itemgetter(6)  # ConsumerRecord.value
 
@@ -85,7 +86,9 @@ def report(result: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
         click.echo(json.dumps(result))
         return
-    line = (f"{result['records']} records {verb}, {result['records_per_sec']:,.1f} "
+    counted = (f" ({result['acknowledged']} acknowledged, {result['failed']} failed)"
+               if "acknowledged" in result else "")
+    line = (f"{result['records']} records {verb}{counted}, {result['records_per_sec']:,.1f} "
             f"records/sec ({result['mb_per_sec']:.2f} MB/sec)")
     if not result["latency_ms_max"]:
         click.echo(line + ".")
@@ -125,11 +128,15 @@ def perf() -> None:
 @click.option("--throughput", type=float, default=-1, show_default=True,
               help="Records/s to aim for; -1 for as fast as possible.")
 @click.option("--acks", type=click.Choice(["0", "1", "all", "-1"]), default="1",
-              show_default=True)
-@click.option("--batch-size", type=int, default=65536, show_default=True)
-@click.option("--linger-ms", type=int, default=5, show_default=True)
+              show_default=True,
+              help="Acknowledgements per record (acks); 1 here, as kafka-producer-perf-test "
+                   "runs by default, while klamm produce defaults to all.")
+@click.option("--batch-size", type=int, default=65536, show_default=True,
+              help="Bytes per batch (batch.size).")
+@click.option("--linger-ms", type=int, default=5, show_default=True,
+              help="How long a batch waits for more records (linger.ms).")
 @click.option("--compression", type=click.Choice(["none", "gzip", "lz4", "zstd"]),
-              default="none", show_default=True)
+              default="none", show_default=True, help="Batch compression (compression.type).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 def perf_produce(topic: str, bootstrap: str, num_records: int, record_size: int,
                  throughput: float, acks: str, batch_size: int, linger_ms: int,
@@ -144,6 +151,9 @@ def perf_produce(topic: str, bootstrap: str, num_records: int, record_size: int,
                                -1 if acks == "all" else int(acks), batch_size, linger_ms,
                                compression))
     report(result, as_json, "sent")
+    if result["failed"]:
+        raise CliError(f"{result['failed']} of {result['records']} records failed "
+                       f"({result['acknowledged']} acknowledged): {result['last_error']}")
 
 
 async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_size: int,
@@ -164,9 +174,15 @@ async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_siz
         latencies = stats.latencies_ms
         stats.started = perf_counter()
 
+        errors: list[BaseException] = []
+
         def sampled(sent_at: float) -> Any:
-            def done(_: Any) -> None:
-                latencies.append((perf_counter() - sent_at) * 1000)
+            def done(fut: Any) -> None:
+                exc = fut.exception()
+                if exc is None:
+                    latencies.append((perf_counter() - sent_at) * 1000)
+                elif not errors:
+                    errors.append(exc)
             return done
 
         last: Any = None
@@ -178,11 +194,17 @@ async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_siz
                 stats.progress("sent")
                 await throttle.pace(i)
         await producer.flush()
-        if last is not None:
-            await last
         stats.records = num_records
         stats.bytes = num_records * record_size
-    return stats.summary()
+        counts = producer.metrics()  # every record is answered once flush returns
+        last_error = (errors[0] if errors else
+                      last.exception() if last is not None else None)
+    summary = stats.summary()
+    summary["acknowledged"] = counts["record_send_total"]
+    summary["failed"] = counts["record_error_total"]
+    summary["last_error"] = (str(last_error) if last_error else "see the broker log") \
+        if summary["failed"] else None
+    return summary
 
 
 @perf.command("consume")
@@ -251,7 +273,9 @@ async def _perf_consume(topic: str, bootstrap: str, num_records: int, fetch_max_
               help="Records/s to send.")
 @click.option("--record-size", type=int, default=100, show_default=True)
 @click.option("--acks", type=click.Choice(["0", "1", "all", "-1"]), default="1",
-              show_default=True)
+              show_default=True,
+              help="Acknowledgements per record (acks); 1 here, as kafka-producer-perf-test "
+                   "runs by default, while klamm produce defaults to all.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 def perf_e2e(topic: str, bootstrap: str, num_records: int, throughput: float,
              record_size: int, acks: str, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -244,3 +245,51 @@ def test_producer_and_consumer_properties_reach_the_clients(broker_proc,
     wrong = klamm("produce", "big", "-b", b, "--producer-property", "max.requst.size=1",
                   stdin="x\n")
     assert wrong.returncode == 1 and "max.requst.size" in wrong.stderr
+
+
+def test_a_closed_stdout_ends_consume_quietly(broker_proc) -> None:
+    """Before: `klamm consume t | head -3` ended with `error: Broken pipe ()` and exit 1."""
+    b = broker_proc.bootstrap
+    assert klamm("topics", "create", "pipe", "-b", b).returncode == 0
+    out = klamm("perf", "produce", "pipe", "--num-records", "20000", "--record-size", "100",
+                "-b", b)
+    assert out.returncode == 0, out.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "klamm.broker.cli", "consume", "pipe",
+                             "--from-beginning", "--timeout-ms", "5000", "-b", b],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()  # one line, then the reader goes away, as head does
+    proc.stdout.close()
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert code == 0, err
+    assert err == ""
+
+
+def test_a_taken_port_is_named_with_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = klamm("standalone", "--listen", f"127.0.0.1:{port}", "--data-dir",
+                    str(tmp_path / "d"))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use by another process; "
+        f"stop it, or pick another port with --listen HOST:PORT")
+
+
+def test_perf_produce_counts_acknowledged_and_failed_records(broker_proc) -> None:
+    """Before, --num-records was reported as sent with only the last record awaited."""
+    b = broker_proc.bootstrap
+    assert klamm("topics", "create", "perf-ok", "-b", b).returncode == 0
+    out = klamm("perf", "produce", "perf-ok", "--num-records", "5000", "--json", "-b", b)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (res["records"], res["acknowledged"], res["failed"]) == (5000, 5000, 0)
+    assert klamm("topics", "create", "perf-tiny", "--config", "max.message.bytes=200",
+                 "-b", b).returncode == 0
+    out = klamm("perf", "produce", "perf-tiny", "--num-records", "3000", "--record-size", "300",
+                "-b", b)
+    assert out.returncode == 1
+    assert "3000 records sent (0 acknowledged, 3000 failed)" in out.stdout
+    assert "error: 3000 of 3000 records failed (0 acknowledged): MESSAGE_TOO_LARGE" in out.stderr
