@@ -141,6 +141,13 @@ class BrokerConfig(KlammConfig):
     sendfile_min_bytes: int = Field(16384, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
 
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> BrokerConfig:
+        """As KlammConfig.build, also taking Kafka's listeners and log.dirs (kafka_aliases)."""
+        merged: dict[str, Any] = dict(values or {})
+        merged.update(kwargs)
+        return super().build(kafka_aliases(merged))
+
     def topic_defaults(self) -> TopicConfig:
         return TopicConfig.build(
             segment_bytes=self.log_segment_bytes,
@@ -159,6 +166,56 @@ class BrokerConfig(KlammConfig):
             min_insync_replicas=self.min_insync_replicas,
             unclean_leader_election_enable=self.unclean_leader_election_enable,
         )
+
+
+def kafka_aliases(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Kafka's ``listeners`` / ``advertised.listeners`` (``PLAINTEXT://host:port``) and
+    ``log.dirs`` as the settings they stand for here: ``host``/``port``,
+    ``advertised.host``/``advertised.port`` and ``log.dir``. What cannot work yet is refused
+    naming the key: another scheme than PLAINTEXT (no TLS or SASL yet), more than one
+    listener (one port serves clients and brokers), more than one log dir."""
+    out = dict(values)
+    for key, host_key, port_key in (("listeners", "host", "port"),
+                                    ("advertised.listeners", "advertised.host",
+                                     "advertised.port")):
+        if key not in out:
+            continue
+        raw = str(out.pop(key)).strip()
+        taken = [k for k in (host_key, port_key, host_key.replace(".", "_"),
+                             port_key.replace(".", "_")) if k in out]
+        if taken:
+            raise ConfigError(f"{key} and {taken[0]} both given; set the address once "
+                              f"(listeners=PLAINTEXT://HOST:PORT, or --listen HOST:PORT)")
+        out[host_key], out[port_key] = _listener(key, raw)
+    if "log.dirs" in out or "log_dirs" in out:
+        raw = str(out.pop("log.dirs", None) or out.pop("log_dirs", "")).strip()
+        dirs = [d.strip() for d in raw.split(",") if d.strip()]
+        if len(dirs) != 1:
+            raise ConfigError(f"log.dirs={raw!r}: give exactly one directory (several log "
+                              f"dirs, spread across disks, are not supported yet)")
+        if "log.dir" in out or "log_dir" in out:
+            raise ConfigError("log.dirs and log.dir both given; set one of them")
+        out["log.dir"] = dirs[0]
+    return out
+
+
+def _listener(key: str, raw: str) -> tuple[str, int]:
+    listeners = [item.strip() for item in raw.split(",") if item.strip()]
+    if len(listeners) != 1:
+        raise ConfigError(f"{key}={raw!r}: give exactly one listener; one port serves "
+                          f"clients and other brokers (several listeners are not supported "
+                          f"yet)")
+    scheme, sep, address = listeners[0].partition("://")
+    if not sep:
+        raise ConfigError(f"{key}={raw!r} must look like PLAINTEXT://HOST:PORT")
+    if scheme.upper() != "PLAINTEXT":
+        raise ConfigError(f"{key}={raw!r}: only PLAINTEXT listeners are supported (no TLS or "
+                          f"SASL yet)")
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit():
+        raise ConfigError(f"{key}={raw!r} must look like PLAINTEXT://HOST:PORT")
+    host = host.strip("[]")  # an IPv6 address in brackets
+    return host or "0.0.0.0", int(port)  # Kafka: an empty host binds every interface
 
 
 def load_properties(path: str) -> dict[str, str]:

@@ -9,15 +9,16 @@ import click
 
 from klamm.protocol.config import ConfigError, parse_host_port, parse_overrides
 
-from ..config import BrokerConfig, load_properties
+from ..config import BrokerConfig, kafka_aliases, load_properties
 from .errors import CliError
 
 
 def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[BrokerConfig,
                                                                                frozenset[str]]:
-    values: dict[str, Any] = load_properties(config_file) if config_file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
     try:
+        # the file's listeners/log.dirs are translated before the command line overrides them
+        values = kafka_aliases(load_properties(config_file)) if config_file else {}
+        values.update(kafka_aliases({k: v for k, v in overrides.items() if v is not None}))
         return BrokerConfig.build(values), frozenset(values)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
