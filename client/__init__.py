@@ -6,6 +6,7 @@ from .consumer import (Consumer, ConsumerConfig, ConsumerStoppedError, ConsumerW
                        GroupsNotAvailableError, NoOffsetForPartitionError,
                        RecordDeserializationError)
 from .producer import Producer, ProducerConfig, RecordFuture
+from .producer.partitioner import partition_for_key
 from .serializers import SerializationError
 from .structs import (ConsumerRecord, NewTopic, OffsetAndMetadata, OffsetAndTimestamp,
                       RecordMetadata, TopicPartition)
@@ -15,4 +16,5 @@ __all__ = ["Admin", "AdminConfig", "ConfigEntry", "Consumer", "ConsumerConfig", 
            "ConsumerStoppedError", "ConsumerWakeup", "GroupsNotAvailableError", "NewTopic",
            "NoOffsetForPartitionError", "OffsetAndMetadata", "OffsetAndTimestamp", "Producer",
            "ProducerConfig", "RecordDeserializationError", "RecordFuture", "RecordMetadata",
-           "SerializationError", "TopicDescription", "TopicPartition", "errors"]
+           "SerializationError", "TopicDescription", "TopicPartition", "errors",
+           "partition_for_key"]

@@ -6,8 +6,12 @@ the classes below are raised by the client itself, before or instead of a broker
 
 from __future__ import annotations
 
+from typing import Any
+
 from klamm.protocol.errors import *  # noqa: F401,F403 - the broker error classes are public API
 from klamm.protocol.errors import ERROR_CLASSES, KlammError, error_for  # noqa: F401
+
+from .serializers import SerializationError
 
 
 class ClientError(Exception):
@@ -53,3 +57,35 @@ class BufferExhaustedError(KlammTimeoutError):
 
 class ProducerClosedError(ClientClosedError):
     """send() after stop(): the record was not queued."""
+
+
+class ConsumerStoppedError(ClientClosedError):
+    """The consumer was stopped (possibly while this call waited); create a new one."""
+
+
+class ConsumerWakeup(ClientError):
+    """wakeup() interrupted a poll; the consumer is still usable, poll again when ready."""
+
+
+class GroupsNotAvailableError(ClientError):
+    """Consumer groups (subscribe, commit, committed) are not available in this version."""
+
+
+class NoOffsetForPartitionError(ClientError):
+    """A partition has no position and auto.offset.reset is "none": seek() to an offset."""
+
+
+class RecordDeserializationError(SerializationError):
+    """A key or value deserializer failed on one record; records before it were delivered.
+
+    The position stays at ``offset``: ``seek(tp, offset + 1)`` skips the record, or fix the
+    deserializer (key.deserializer / value.deserializer) and poll again.
+    """
+
+    def __init__(self, tp: Any, offset: int, what: str, exc: Exception) -> None:
+        super().__init__(
+            f"cannot deserialize the {what} of {tp.topic}-{tp.partition} offset {offset}: "
+            f"{type(exc).__name__}: {exc}; seek to {offset + 1} to skip this record or fix "
+            f"the {what}.deserializer")
+        self.tp = tp
+        self.offset = offset

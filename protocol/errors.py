@@ -6,7 +6,9 @@ do. Clients raise the exception class mapped one-to-one from the code (``error_f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from enum import IntEnum
 
 
@@ -175,8 +177,16 @@ class UnknownServerError(KlammError):
 
 
 class OffsetOutOfRangeError(KlammError):
+    """``partitions``: each partition whose position was out of range, with that position
+    (Kafka's offsetOutOfRangePartitions); empty when the broker's answer named none."""
+
     code = ErrorCode.OFFSET_OUT_OF_RANGE
     retriable = False
+
+    def __init__(self, message: str | None = None,
+                 partitions: Mapping[Any, int] | None = None) -> None:
+        super().__init__(message)
+        self.partitions: dict[Any, int] = dict(partitions or {})
 
 
 class CorruptMessageError(KlammError):

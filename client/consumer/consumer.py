@@ -34,7 +34,8 @@ from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
 from klamm.protocol.errors import ErrorCode, KlammError, UnknownTopicOrPartitionError, error_for
 
 from ..cluster import Cluster
-from ..errors import ClientClosedError, ClientError
+from ..errors import (ClientError, ConsumerStoppedError, ConsumerWakeup,  # noqa: F401
+                      GroupsNotAvailableError, NoOffsetForPartitionError)
 from ..serializers import resolve_deserializer
 from ..structs import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from .config import ConsumerConfig
@@ -42,22 +43,6 @@ from .fetcher import METADATA_ERRORS, Fetcher
 from .subscription import ResetStrategy, SubscriptionState
 
 log = logging.getLogger(__name__)
-
-
-class ConsumerStoppedError(ClientClosedError):
-    """The consumer was stopped (possibly while this call waited); create a new one."""
-
-
-class ConsumerWakeup(ClientError):
-    """wakeup() interrupted a poll; the consumer is still usable, poll again when ready."""
-
-
-class GroupsNotAvailableError(ClientError):
-    """Consumer groups (subscribe, commit, committed) are not available in this version."""
-
-
-class NoOffsetForPartitionError(ClientError):
-    """A partition has no position and auto.offset.reset is "none": seek() to an offset."""
 
 
 _GROUPS = ("consumer groups (subscribe/commit/committed) come in a later version of Klamm; "

@@ -217,7 +217,8 @@ class Fetcher:
             if strategy == "none":
                 self.errors[tp] = OffsetOutOfRangeError(
                     f"{name} has no offset {offset}{bounds}; auto.offset.reset=none, so "
-                    f"seek() to a valid offset (see beginning_offsets/end_offsets)")
+                    f"seek() to a valid offset (see beginning_offsets/end_offsets)",
+                    partitions={tp: offset})
             else:
                 self.offset_resets += 1
                 why = (" (beyond the leader's log end: records were lost, e.g. in an unclean "

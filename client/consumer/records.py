@@ -28,7 +28,7 @@ from klamm.protocol.errors import CorruptMessageError
 from klamm.protocol.records import CODEC_MASK, CONTROL_FLAG, CRC_START, HEADER, HEADER_SIZE, \
     LOG_OVERHEAD, MAGIC, TIMESTAMP_TYPE_LOG_APPEND
 
-from ..serializers import SerializationError
+from ..errors import RecordDeserializationError  # noqa: F401 - raised here, public there
 from ..structs import ConsumerRecord, TopicPartition
 
 Deserializer = Callable[[bytes], Any]
@@ -40,22 +40,6 @@ _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 _CODECS = frozenset((0, 1, 3, 4))
 CREATE_TIME = 0
 LOG_APPEND_TIME = 1
-
-
-class RecordDeserializationError(SerializationError):
-    """A key or value deserializer failed on one record; records before it were delivered.
-
-    The position stays at ``offset``: ``seek(tp, offset + 1)`` skips the record, or fix the
-    deserializer (key.deserializer / value.deserializer) and poll again.
-    """
-
-    def __init__(self, tp: TopicPartition, offset: int, what: str, exc: Exception) -> None:
-        super().__init__(
-            f"cannot deserialize the {what} of {tp.topic}-{tp.partition} offset {offset}: "
-            f"{type(exc).__name__}: {exc}; seek to {offset + 1} to skip this record or fix "
-            f"the {what}.deserializer")
-        self.tp = tp
-        self.offset = offset
 
 
 def corrupt(tp: TopicPartition, offset: int, why: str) -> CorruptMessageError:

@@ -25,7 +25,7 @@ RECORD_OVERHEAD = 12  # msgpack framing per record, roughly
 class ProducerBatch:
     __slots__ = ("tp", "records", "size", "first_ts", "max_ts", "created", "future",
                  "attempts", "deadline", "log_append_time", "encoded", "retry_at",
-                 "last_error")
+                 "last_error", "callbacks")
 
     def __init__(self, tp: TopicPartition, first_ts: int, deadline: float) -> None:
         self.tp = tp
@@ -41,6 +41,7 @@ class ProducerBatch:
         self.encoded: tuple[bytes, bytes] | None = None  # (header, records), kept for retries
         self.retry_at = 0.0
         self.last_error: BaseException | None = None  # of the last attempt, while retrying
+        self.callbacks: list[Any] | None = None  # records' done callbacks (for removal)
 
     def encode(self, compression: Compression) -> tuple[bytes, bytes]:
         if self.encoded is None:
@@ -90,8 +91,58 @@ class RecordFuture:
     def exception(self) -> BaseException | None:
         return self._batch.future.exception()
 
-    def add_done_callback(self, fn: Callable[["RecordFuture"], Any]) -> None:
-        self._batch.future.add_done_callback(lambda _f: fn(self))
+    def cancelled(self) -> bool:
+        return self._batch.future.cancelled()
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Always False: a record handed to send() cannot be withdrawn (it may already be
+        on the wire), as Kafka's producer futures cannot be cancelled."""
+        return False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._batch.future.get_loop()
+
+    @property
+    def attempts(self) -> int:
+        """Produce requests that carried this record's batch so far: 0 means never sent,
+        so a failed record with 0 attempts was certainly not written; after one or more,
+        a failure may still have been stored (no answer is not a refusal)."""
+        return self._batch.attempts
+
+    def add_done_callback(self, fn: Callable[["RecordFuture"], Any], *,
+                          context: Any = None) -> None:
+        """``fn(this future)`` once the record is answered, as asyncio.Future's."""
+        callbacks = self._callbacks()
+        wrapper = _Callback(self, fn)
+        callbacks.append(wrapper)
+        self._batch.future.add_done_callback(wrapper, context=context)
+
+    def remove_done_callback(self, fn: Callable[["RecordFuture"], Any]) -> int:
+        """Remove ``fn`` from this record's callbacks; how many were removed."""
+        removed = 0
+        for wrapper in [w for w in self._callbacks() if w.fn is fn and w.owner is self]:
+            removed += self._batch.future.remove_done_callback(wrapper)
+            self._callbacks().remove(wrapper)
+        return removed
+
+    def _callbacks(self) -> list["_Callback"]:
+        batch = self._batch
+        if batch.callbacks is None:
+            batch.callbacks = []
+        return batch.callbacks
+
+
+class _Callback:
+    """A record's done callback, registered on its batch's future."""
+
+    __slots__ = ("owner", "fn")
+
+    def __init__(self, owner: RecordFuture, fn: Callable[[RecordFuture], Any]) -> None:
+        self.owner = owner
+        self.fn = fn
+
+    def __call__(self, _future: Any) -> None:
+        self.fn(self.owner)
 
 
 class RecordAccumulator:

@@ -12,6 +12,8 @@ from crc32c import crc32c
 
 
 def partition_for_key(key: bytes, num_partitions: int) -> int:
+    """The partition the producer picks for serialized ``key`` among ``num_partitions``
+    (public: tools that must predict where a key lands use it)."""
     return (crc32c(key) & 0x7FFFFFFF) % num_partitions
 
 
