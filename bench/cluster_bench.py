@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, ROOT, ServerProcess, machine
+from common import RESULTS, ROOT, ServerProcess, machine, replace_section
 
 from klamm.client import Admin, NewTopic, Producer
 from klamm.client.connection import BrokerConnection
@@ -420,24 +420,8 @@ def main() -> None:
                                                       "command": command}, indent=1))
     section = render(info, results, command)
     (RESULTS / "cluster.md").write_text(section)
-    replace_section(ROOT / "BENCHMARKS.md", section)
+    replace_section(ROOT / "BENCHMARKS.md", section, "## Cluster")
     print(section)
-
-
-def replace_section(path: Path, section: str) -> None:
-    """Put ``section`` in place of the file's "## Cluster" section (or before the
-    coordination service's section, or at the end)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    start = next((i for i, line in enumerate(lines) if line.startswith("## Cluster")), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-    else:
-        start = end = next((i for i, line in enumerate(lines)
-                            if line.startswith("## Coordination service")), len(lines))
-    new = lines[:start] + section.rstrip("\n").split("\n") + [""] + lines[end:]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

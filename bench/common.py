@@ -130,3 +130,19 @@ class ServerProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+def replace_section(path: Path, section: str, heading: str) -> None:
+    """Put ``section`` in place of the file's section starting with ``heading`` (or before
+    the coordination service's section, or at the end)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = text.rstrip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+    else:
+        start = end = next((i for i, line in enumerate(lines)
+                            if line.startswith("## Coordination service")), len(lines))
+    new = lines[:start] + section.rstrip("\n").split("\n") + [""] + lines[end:]
+    path.write_text("\n".join(new).rstrip("\n") + "\n")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from klamm.protocol.config import ConfigError, parse_host_port, parse_overrides
-
-from ..config import BrokerConfig, kafka_aliases, load_properties
 from .errors import CliError
+
+if TYPE_CHECKING:
+    from ..config import BrokerConfig
 
 
 def build_config(config_file: str | None, overrides: dict[str, Any]) -> tuple[BrokerConfig,
                                                                                frozenset[str]]:
+    # Imported here: pydantic costs ~0.1 s, which `klamm --help` should not pay.
+    from klamm.protocol.config import ConfigError
+
+    from ..config import BrokerConfig, kafka_aliases, load_properties
+
     try:
         # the file's listeners/log.dirs are translated before the command line overrides them
         values = kafka_aliases(load_properties(config_file)) if config_file else {}
@@ -28,6 +33,8 @@ def _start(config_file: str | None, listen: str | None, data_dir: str | None,
            broker_id: int | None, overrides: tuple[str, ...],
            zk_listen: str | None = None, zk: str | None = None,
            standalone: bool = False) -> None:
+    from klamm.protocol.config import parse_host_port, parse_overrides
+
     from ..runner import run
 
     values: dict[str, Any] = {}
@@ -92,7 +99,13 @@ def standalone(listen: str | None, data_dir: str | None, zk_listen: str | None,
 
 @click.group()
 def broker() -> None:
-    """Run a broker."""
+    """Run a broker that is one member of a cluster.
+
+    \b
+    Example:
+      klamm broker start --broker-id 1 --listen 127.0.0.1:9093 --data-dir ./klamm-b1 \\
+          --zk 127.0.0.1:2181/klamm
+    """
 
 
 @broker.command("start")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import click
-import uvloop
 from click.core import ParameterSource
 
 from .errors import fail
@@ -29,6 +27,8 @@ def bootstrap_option(f: F) -> F:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a client coroutine on uvloop; any error becomes one line and a non-zero exit."""
+    import uvloop
+
     try:
         return uvloop.run(coro)
     except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
@@ -96,4 +96,6 @@ def parse_kv(items: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 async def wait_or_cancel(coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+    import asyncio
+
     return await asyncio.wait_for(coro, timeout)

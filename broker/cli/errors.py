@@ -7,9 +7,6 @@ from typing import NoReturn
 
 import click
 
-from klamm.protocol.config import ConfigError
-from klamm.protocol.errors import KlammError
-
 
 class CliError(click.ClickException):
     """A user-facing failure; its message is printed as one line and the exit code is 1."""
@@ -48,6 +45,8 @@ def fail(exc: BaseException) -> NoReturn:
 def describe(exc: BaseException) -> str:
     """One line for a user: our own errors already say what to do."""
     from klamm.client.errors import ClientError
+    from klamm.protocol.config import ConfigError
+    from klamm.protocol.errors import KlammError
 
     if isinstance(exc, (KlammError, ClientError, ConfigError)):
         return str(exc)

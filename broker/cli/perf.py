@@ -117,7 +117,14 @@ class Throttle:
 
 @click.group()
 def perf() -> None:
-    """Performance tools: producer throughput, consumer throughput, end-to-end latency."""
+    """Performance tools: producer throughput, consumer throughput, end-to-end latency.
+
+    \b
+    Example:
+      klamm perf produce perf-test --num-records 1000000 --record-size 100
+      klamm perf consume perf-test --num-records 1000000
+      klamm perf e2e perf-lat --num-records 2000 --throughput 1000
+    """
 
 
 @perf.command("produce")

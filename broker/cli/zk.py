@@ -45,7 +45,12 @@ def zk() -> None:
               help="Set any coordination config key (repeatable), e.g. "
                    "--override max.session.timeout.ms=30000")
 def start(listen: str | None, data_dir: str | None, overrides: tuple[str, ...]) -> None:
-    """Run the coordination service in the foreground until SIGINT/SIGTERM."""
+    """Run the coordination service in the foreground until SIGINT/SIGTERM.
+
+    \b
+    Example:
+      klamm zk start --listen 127.0.0.1:2181 --data-dir ./klamm-zk-data
+    """
     from klamm.protocol.config import ConfigError
     from klamm.zk.__main__ import build_config
     from klamm.zk.runner import run as run_server
@@ -69,9 +74,24 @@ async def _with_client(hosts: str, timeout_ms: int, action: Any) -> Any:
     try:
         return await action(client)
     except ZkError as exc:
-        raise CliError(f"{type(exc).__name__}: {exc}") from None
+        raise CliError(_describe(exc)) from None
     finally:
         await client.close()
+
+
+# What to do next, per error, in the CLI's own terms (the library's hints speak Python).
+_CLI_ADVICE = {
+    "NoNodeError": "create it (klamm zk create PATH --makepath) or check the path and chroot",
+    "NodeExistsError": "use klamm zk set to change its data",
+    "BadVersionError": "read it again (klamm zk get PATH --stat) and pass its current version",
+    "NotEmptyError": "pass --recursive to delete the subtree",
+}
+
+
+def _describe(exc: Exception) -> str:
+    """One sentence for a coordination error: what happened, then what to do."""
+    advice = _CLI_ADVICE.get(type(exc).__name__)
+    return f"{exc}; {advice}" if advice else str(exc)
 
 
 @zk.command("ls")
@@ -79,7 +99,12 @@ async def _with_client(hosts: str, timeout_ms: int, action: Any) -> Any:
 @_zk_option
 @_timeout_option
 def ls(path: str, hosts: str, timeout_ms: int) -> None:
-    """List the children of PATH, one per line."""
+    """List the children of PATH, one per line.
+
+    \b
+    Example:
+      klamm zk ls /brokers/ids -z 127.0.0.1:2181/klamm
+    """
     async def action(c: Any) -> list[str]:
         return list(await c.get_children(path))
 
@@ -93,7 +118,12 @@ def ls(path: str, hosts: str, timeout_ms: int) -> None:
 @_zk_option
 @_timeout_option
 def get(path: str, show_stat: bool, hosts: str, timeout_ms: int) -> None:
-    """Print the data of PATH (bytes as UTF-8 where possible)."""
+    """Print the data of PATH (bytes that are not UTF-8 as \\xNN escapes).
+
+    \b
+    Example:
+      klamm zk get /controller --stat -z 127.0.0.1:2181/klamm
+    """
     async def action(c: Any) -> Any:
         return await c.get(path)
 
@@ -116,7 +146,12 @@ def get(path: str, show_stat: bool, hosts: str, timeout_ms: int) -> None:
 @_timeout_option
 def create(path: str, data: str, ephemeral: bool, sequential: bool, makepath: bool, hosts: str,
            timeout_ms: int) -> None:
-    """Create PATH with DATA; prints the created path."""
+    """Create PATH with DATA; prints the created path.
+
+    \b
+    Example:
+      klamm zk create /config/x hello --makepath
+    """
     async def action(c: Any) -> str:
         return str(await c.create(path, data.encode(), ephemeral=ephemeral,
                                   sequential=sequential, makepath=makepath))
@@ -131,7 +166,12 @@ def create(path: str, data: str, ephemeral: bool, sequential: bool, makepath: bo
 @_zk_option
 @_timeout_option
 def set_(path: str, data: str, version: int, hosts: str, timeout_ms: int) -> None:
-    """Replace the data of PATH; prints the new version."""
+    """Replace the data of PATH; prints the new version.
+
+    \b
+    Example:
+      klamm zk set /config/x bye --version 0
+    """
     async def action(c: Any) -> Any:
         return await c.set(path, data.encode(), version=version)
 
@@ -148,7 +188,12 @@ set_.name = "set"
 @_zk_option
 @_timeout_option
 def delete(path: str, version: int, recursive: bool, hosts: str, timeout_ms: int) -> None:
-    """Delete PATH."""
+    """Delete PATH.
+
+    \b
+    Example:
+      klamm zk delete /config --recursive
+    """
     async def action(c: Any) -> None:
         await c.delete(path, version=version, recursive=recursive)
 

@@ -42,11 +42,16 @@ def test_create_get_set_ls_delete_round_trip(server: ZkProcess) -> None:
 def test_errors_are_one_line_and_exit_non_zero(server: ZkProcess) -> None:
     z = ["-z", server.hosts]
     result = klamm("get", "/missing", *z)
-    assert result.returncode != 0 and "NoNodeError" in result.stderr
+    assert result.returncode != 0 and "no node /missing" in result.stderr
+    assert "--makepath" in result.stderr and "Error" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     klamm("create", "/a", *z)
     result = klamm("set", "/a", "x", "--version", "7", *z)
-    assert result.returncode != 0 and "BadVersionError" in result.stderr
+    assert result.returncode != 0 and "/a is at version 0, expected 7" in result.stderr
+    assert "klamm zk get PATH --stat" in result.stderr
+    klamm("create", "/a/b", *z)
+    result = klamm("delete", "/a", *z)
+    assert result.returncode != 0 and "pass --recursive" in result.stderr
     result = klamm("ls", "/", "-z", "127.0.0.1:1", "--timeout-ms", "300")
     assert result.returncode != 0 and "could not reach" in result.stderr
     assert "Traceback" not in result.stderr
@@ -70,8 +75,8 @@ def test_klamm_zk_start_serves_keeps_data_and_stops_cleanly_on_sigterm(tmp_path:
         z = ["-z", server.hosts]
         assert klamm("create", "/cluster-a/x", "1", "--makepath", *z).returncode == 0
         assert klamm("get", "/x", "-z", f"{server.hosts}/cluster-a").stdout == "1\n"  # chroot
-        result = klamm("set", "/cluster-a/x", "y" * 65, *z)
-        assert result.returncode != 0 and "DataTooLargeError" in result.stderr  # --override
+        result = klamm("set", "/cluster-a/x", "y" * 65, *z)  # --override
+        assert result.returncode != 0 and "exceeds max.node.bytes (64)" in result.stderr
         assert server.terminate() == 0
     finally:
         server.kill()

@@ -80,12 +80,36 @@ def test_user_errors_are_one_line_without_traceback(broker_proc, args: list[str]
     assert "Traceback" not in out.stderr
 
 
+def _every_command() -> Iterator[tuple[str, ...]]:
+    """Every command and group of the CLI, as the words a user types (lazy ones loaded)."""
+    import click
+
+    from klamm.broker.cli.main import cli
+
+    def walk(group: click.Group, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            yield (*path, name)
+            if isinstance(command, click.Group):
+                yield from walk(command, (*path, name))
+
+    yield from walk(cli, ())
+
+
 def test_every_command_help_shows_an_example() -> None:
-    for cmd in (["standalone"], ["broker", "start"], ["topics", "create"], ["topics", "list"],
-                ["topics", "describe"], ["topics", "alter"], ["topics", "delete"], ["produce"],
-                ["consume"], ["perf", "produce"], ["perf", "consume"], ["perf", "e2e"]):
-        out = klamm(*cmd, "--help")
-        assert out.returncode == 0 and "Example:" in out.stdout, cmd
+    from click.testing import CliRunner
+
+    from klamm.broker.cli.main import cli
+
+    commands = list(_every_command())
+    assert ("zk", "delete") in commands and ("broker",) in commands and len(commands) > 20
+    runner = CliRunner()
+    for words in commands:
+        out = runner.invoke(cli, [*words, "--help"])
+        assert out.exit_code == 0 and "Example:" in out.output, (words, out.output)
+    assert "Example:" in klamm("--help").stdout  # and the whole program, as a user runs it
 
 
 def test_perf_tools_print_the_json_keys(broker_proc) -> None:
@@ -293,3 +317,43 @@ def test_perf_produce_counts_acknowledged_and_failed_records(broker_proc) -> Non
     assert out.returncode == 1
     assert "3000 records sent (0 acknowledged, 3000 failed)" in out.stdout
     assert "error: 3000 of 3000 records failed (0 acknowledged): MESSAGE_TOO_LARGE" in out.stderr
+
+
+_IMPORTED = """
+import sys
+from klamm.broker.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = ("pydantic", "asyncio", "uvloop", "klamm.client", "klamm.client.producer",
+         "klamm.client.consumer", "klamm.broker.server")
+print(",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
+"""
+
+
+def test_help_and_topics_list_import_only_what_they_use(broker_proc) -> None:
+    """Every command took about 0.5 s before doing anything (imports); `klamm --help` now
+    loads no client, asyncio or pydantic, and `topics list` no producer, consumer or broker
+    (measured in bench/cli_startup.py, not here)."""
+    def imported(*args: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", _IMPORTED, *args], capture_output=True,
+                             text=True, timeout=60)
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+        return last.split(",") if last else []
+
+    assert imported("--help") == []
+    loaded = imported("topics", "list", "-b", broker_proc.bootstrap)
+    assert "klamm.client" in loaded
+    assert not {"klamm.client.producer", "klamm.client.consumer",
+                "klamm.broker.server"} & set(loaded), loaded
+
+
+def test_the_help_lines_of_lazy_commands_match_the_commands() -> None:
+    import importlib
+
+    from klamm.broker.cli.main import LAZY_COMMANDS
+
+    for name, (module, attr, line) in LAZY_COMMANDS.items():
+        command = getattr(importlib.import_module(f"klamm.broker.cli.{module}"), attr)
+        assert command.get_short_help_str(limit=55) == line, name
