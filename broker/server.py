@@ -196,6 +196,7 @@ class BrokerServer:
             "host": "127.0.0.1", "port": 0,
             "data_dir": os.path.join(self.config.log_dir, EMBEDDED_ZK_DIR)})
         server = ZkServer(zk_config)
+        server.on_storage_failure = self._embedded_zk_failed
         await server.start()
         ended = server.expire_restored_sessions()
         if ended:
@@ -300,6 +301,12 @@ class BrokerServer:
             return  # it never started: another broker holds the dir
         self._dir_lock.release()
         log.info("broker %d stopped cleanly", cfg.broker_id)
+
+    def _embedded_zk_failed(self, exc: BaseException) -> None:
+        """The embedded coordination service keeps its log in this broker's log dir: when
+        its disk turns read-only or fails, the log dir is offline now, not at its next write."""
+        if self.logs is not None:
+            self.logs.health.observe(exc)
 
     def _log_dir_offline(self) -> None:
         """The only log dir failed: its replicas are useless here. Stop following, and hand

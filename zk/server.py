@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from klamm.protocol.frame import (FrameDecoder, FrameError, Request, encode_response,
@@ -138,6 +138,9 @@ class ZkServer:
         self.attached: dict[int, ZkConnection] = {}
         self.expired_sessions = 0
         self.stopping = False
+        # Called with the error when the transaction log fails (the service then stops): a
+        # process embedding the service on a disk it shares learns the disk failed.
+        self.on_storage_failure: Callable[[BaseException], None] | None = None
         self._server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
@@ -198,6 +201,8 @@ class ZkServer:
             conn.flush(zxid)
 
     def _on_failure(self, exc: BaseException) -> None:
+        if self.on_storage_failure is not None:
+            self.on_storage_failure(exc)
         for conn in list(self.connections):
             conn.abort_or_close()
         asyncio.get_running_loop().create_task(self.stop())

@@ -43,7 +43,8 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
     produce = ProduceApi(replicas, server.metrics, server.spawn)
     fetch = FetchApi(replicas, server.metrics, lambda: server.stopping)
     offsets = OffsetsApi(replicas)
-    metadata = MetadataApi(server.metadata, server.admin, server.config)
+    assert server.logs is not None, "the apis are built once the logs are loaded"
+    metadata = MetadataApi(server.metadata, server.admin, server.config, server.logs.health)
     admin = AdminApi(server.admin, server.config, server.explicit_config_keys,
                      server.apply_topic_config)
     guard = ControllerEpochGuard(lambda: server.broker_epoch)

@@ -3,6 +3,8 @@ replicas and ISR, all from the metadata cache the controller feeds (so every bro
 alike). A partition whose leader is not live reports LEADER_NOT_AVAILABLE with leader -1.
 Naming a missing topic with ``allow_auto_topic_creation`` creates it when
 ``auto.create.topics.enable`` is on; it reports LEADER_NOT_AVAILABLE until it has leaders.
+A broker whose log dir is offline creates nothing (STORAGE_ERROR naming the dir): it could
+host none of the replicas, and in standalone mode its coordination data is on that disk too.
 DESCRIBE_CLUSTER answers from the same cache: the controller and its epoch, live brokers, and
 brokers that hold replicas but are gone (with the endpoint last seen, if any).
 """
@@ -20,6 +22,7 @@ from ..connection import HandlerResult, Reply
 
 if TYPE_CHECKING:
     from ..config import BrokerConfig
+    from ..log.dir_health import LogDirHealth
     from ..metadata_cache import MetadataCache
     from ..topic_admin import TopicAdmin
 
@@ -28,10 +31,11 @@ log = logging.getLogger(__name__)
 
 class MetadataApi:
     def __init__(self, cache: "MetadataCache", admin: "TopicAdmin",
-                 config: "BrokerConfig") -> None:
+                 config: "BrokerConfig", log_dir: "LogDirHealth") -> None:
         self.cache = cache
         self.admin = admin
         self.config = config
+        self.log_dir = log_dir
 
     def handle(self, request: Request) -> HandlerResult:
         body = request.body
@@ -45,6 +49,10 @@ class MetadataApi:
         missing = [] if names is None else [n for n in dict.fromkeys(names)
                                             if not self.cache.has_topic(n)]
         if auto_create and names is not None and missing:
+            if self.log_dir.offline:
+                refused = (ErrorCode.STORAGE_ERROR, f"{self.log_dir.offline_error()}; the "
+                           f"topic was not created")
+                return Reply(self._answer(names, dict.fromkeys(missing, refused)))
             return self._create_then_answer(names, missing)
         return Reply(self._answer(names, {}))
 

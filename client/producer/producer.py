@@ -14,11 +14,13 @@ max.in.flight.requests.per.connection > 1 a retry can reorder (set it to 1 to pr
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from time import time as _time
 from typing import Any
 
-from klamm.protocol.errors import UnknownTopicOrPartitionError, error_for, is_retriable
+from klamm.protocol.errors import (ErrorCode, UnknownTopicOrPartitionError, error_for,
+                                   is_retriable)
 
 from ..cluster import Cluster
 from ..errors import BufferExhaustedError, MessageSizeTooLargeError, ProducerClosedError
@@ -28,6 +30,11 @@ from .accumulator import RECORD_OVERHEAD, RecordAccumulator, RecordFuture
 from .config import ProducerConfig
 from .partitioner import StickyPartitioner, partition_for_key
 from .sender import Sender
+
+log = logging.getLogger(__name__)
+
+# What a topic reports while auto-creation or a leader election is under way: not news.
+_EXPECTED_WHILE_CREATING = frozenset({ErrorCode.LEADER_NOT_AVAILABLE})
 
 
 class Producer:
@@ -94,23 +101,32 @@ class Producer:
         """The partitions of ``topic`` (created if allow.auto.create.topics and the broker
         agrees); raises UnknownTopicOrPartitionError after max.block.ms otherwise."""
         deadline = time.monotonic() + self.config.max_block_ms / 1000
+        said: int | None = None  # the topic error last logged: each new one is said once
         while True:
             md = await self._cluster.refresh(
                 [topic], allow_auto_topic_creation=self.config.allow_auto_create_topics)
             parts = md.partitions_for(topic)
             info = md.topics.get(topic)
-            if not parts and info is not None and info.error_code and \
-                    not is_retriable(info.error_code):  # an invalid name: waiting cannot help
-                raise error_for(info.error_code, info.error_message or f"topic {topic!r}")
+            code = info.error_code if info is not None and not parts else 0
+            if code and not is_retriable(code):  # an invalid name: waiting cannot help
+                raise error_for(code, info.error_message if info else f"topic {topic!r}")
             if parts:
                 self._tps[topic] = [TopicPartition(topic, p) for p in range(max(parts) + 1)]
                 if self._acc is not None:
                     self._acc.add_topic(topic, max(parts) + 1)
                 return set(parts)
+            if code and code != said and code not in _EXPECTED_WHILE_CREATING:
+                said = code
+                log.warning("metadata for topic %r: %s: %s (retrying until max.block.ms=%d)",
+                            topic, ErrorCode(code).name, info.error_message if info else "",
+                            self.config.max_block_ms)
             if time.monotonic() >= deadline:
-                raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} not found within max.block.ms="
-                    f"{self.config.max_block_ms}")
+                within = f"topic {topic!r} not available within max.block.ms=" \
+                         f"{self.config.max_block_ms}"
+                if code and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    message = info.error_message if info else None
+                    raise error_for(code, f"{message}; {within}" if message else within)
+                raise UnknownTopicOrPartitionError(within)
             await asyncio.sleep(self.config.retry_backoff_ms / 1000)
 
     # ------------------------------------------------------------------ sending

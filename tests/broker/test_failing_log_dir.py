@@ -21,7 +21,7 @@ import pytest
 from klamm.broker.log.manager import CHECKPOINT_INTERVAL_MS
 from klamm.client import Admin, NewTopic, Producer
 from klamm.protocol.api import ApiKey
-from klamm.protocol.errors import ErrorCode
+from klamm.protocol.errors import ErrorCode, KlammError
 from tests.support.processes import BrokerProcess
 from tests.support.raw import RawConnection, fetch_body, fetch_records
 
@@ -89,6 +89,14 @@ async def test_a_disk_that_turns_read_only_takes_the_dir_offline_cleanly(
         r = await conn.call(ApiKey.FETCH, fetch_body("t", 1, 0))
         assert r.body["topics"][0]["partitions"][0]["error_code"] == ErrorCode.STORAGE_ERROR
         await conn.close()
+        # Auto-creation needs the same disk (the embedded coordination data is there too):
+        # the producer hears why, not a silent wait ending in "unknown topic".
+        async with Producer(bootstrap_servers=broker.bootstrap, max_block_ms=1000) as producer:
+            with pytest.raises(KlammError) as refused:
+                await producer.send_and_wait("fresh", b"x")
+        assert refused.value.code == ErrorCode.STORAGE_ERROR
+        assert f"log dir {data} is offline" in str(refused.value)
+        assert "the topic was not created" in str(refused.value)
         # Background work (flush and retention every 100 ms, checkpoints every 5 s) must stay
         # quiet: no event marks "nothing happened", so this waits for a checkpoint round.
         await asyncio.sleep(CHECKPOINT_INTERVAL_MS / 1000 + 1)
