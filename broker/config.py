@@ -99,6 +99,11 @@ class BrokerConfig(KlammConfig):
     default_replication_factor: int = Field(1, ge=1)
     auto_create_topics_enable: bool = True
     socket_request_max_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    # Bytes all connections' large request frames may hold at once (Kafka's name; its
+    # default is -1, unbounded: ours bounds memory); -1 for no bound.
+    queued_max_request_bytes: int = Field(100 * 1024 * 1024, ge=-1)
+    # A request frame must arrive whole within this time of its first byte (Klamm's own).
+    request_receive_timeout_ms: int = Field(30_000, ge=100)
     message_max_bytes: int = Field(1024 * 1024 + 12, ge=0)
     log_segment_bytes: int = Field(1024**3, ge=1024)
     log_roll_ms: int = Field(7 * DAY_MS, ge=1)
@@ -140,6 +145,13 @@ class BrokerConfig(KlammConfig):
     # the syscalls around sendfile cost more latency than the copy.
     sendfile_min_bytes: int = Field(16384, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+
+    @field_validator("queued_max_request_bytes")
+    @classmethod
+    def _bounded_or_off(cls, v: int) -> int:
+        if 0 <= v < 1024:
+            raise ValueError("must be -1 (no bound) or at least 1024 bytes")
+        return v
 
     @classmethod
     def build(cls, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> BrokerConfig:

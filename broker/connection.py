@@ -8,8 +8,22 @@ fsync, an acks=all wait) or a ``PendingReply`` that whoever makes it fills in, w
 this connection at once (a parked long-poll fetch, answered from inside the append that fed
 it). Every ready reply at the head of the FIFO after one read is coalesced into a single
 transport write. Replies carrying file regions are sent by the ``ZeroCopyWriter``; while one
-is being sent nothing else is written and reading is paused, which also bounds the memory a
-fast-pipelining client can make us hold.
+is being sent nothing else is written and reading is paused.
+
+Back-pressure invariant: the broker reads a connection only while its peer takes answers.
+When the transport's send buffer passes its high-water mark (``pause_writing``), no more
+answers are moved into it and nothing more is read until it drains (``resume_writing``);
+answers are handed to the transport in pieces of at most WRITE_PIECE_BYTES, so one pump
+cannot overshoot the mark by more than that. Reading also stops while MAX_QUEUED_REPLIES
+answers wait. A client that pipelines requests and never reads therefore costs a bounded
+amount of memory: its requests wait in the kernel's socket buffers, not in ours.
+
+Large request frames reserve their declared size from the server's RequestMemoryPool
+(``queued.max.request.bytes``) before they are read; a connection the pool cannot serve yet
+stops reading until its turn comes. A frame must arrive whole within
+``request.receive.timeout.ms`` of its first byte, counted while the broker is reading from
+the connection; one that does not (a peer that declared a size and stalled) closes the
+connection, checked every half timeout.
 
 A frame that cannot be parsed (garbage, over ``socket.request.max.bytes``) closes this
 connection only; an unknown api or a malformed body gets an error reply.
@@ -35,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # Stop reading from a client that has this many answers queued but unsent.
 MAX_QUEUED_REPLIES = 1024
+# Ready answers are coalesced into transport writes of about this size.
+WRITE_PIECE_BYTES = 256 * 1024
 
 
 class Reply:
@@ -110,12 +126,18 @@ class ClientConnection(asyncio.BufferedProtocol):
         # and one such buffer is kept for the next (a produce is written to the log at once).
         self._reader = FrameReader(server.config.socket_request_max_bytes,
                                    scratch_bytes=64 * 1024, direct_threshold=16 * 1024,
-                                   spare_buffers=1)
+                                   spare_buffers=1, budget=self)
+        self._memory = server.request_memory
+        self._granted = 0  # reserved for us by the pool while we waited, not yet taken
+        self._receive_timeout = server.config.request_receive_timeout_ms / 1000
+        self._frame_begun: float | None = None  # loop time the partial frame began
+        self._stall_check: asyncio.TimerHandle | None = None
         self._queue: collections.deque[_Slot] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._writer: ZeroCopyWriter | None = None
         self._sending = False
         self._read_paused = False
+        self._write_paused = False  # the transport's send buffer is over its high-water mark
         self._closed = False
         self.peer = "?"
         self._copy_below = server.config.sendfile_min_bytes
@@ -128,6 +150,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         metrics = self.server.metrics
         self._writer = ZeroCopyWriter(self._transport, self.server.config.sendfile_enable,
                                       metrics.sendfile_bytes.inc, metrics.copied_bytes.inc)
+        self._stall_check = asyncio.get_running_loop().call_later(
+            self._receive_timeout / 2, self._check_stall)
         self.server.connection_opened(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -136,8 +160,9 @@ class ClientConnection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._closed:
             return
+        reader = self._reader
         try:
-            frames = self._reader.buffer_updated(nbytes)
+            frames = reader.buffer_updated(nbytes)
         except FrameError as exc:
             self._abort(f"bad frame: {exc}")
             return
@@ -162,23 +187,77 @@ class ClientConnection(asyncio.BufferedProtocol):
                 slot = _Slot(cid, None, task)
                 task.add_done_callback(lambda _t: self._pump())
                 self._queue.append(slot)
+        if not reader.buffered:
+            self._frame_begun = None
+        elif frames or self._frame_begun is None:
+            self._frame_begun = asyncio.get_running_loop().time()
         self._pump()
-        if len(self._queue) > MAX_QUEUED_REPLIES:
+        if len(self._queue) > MAX_QUEUED_REPLIES or reader.blocked:
             self._pause_reading()
 
+    # ------------------------------------------------------------------ request memory
+    def try_reserve(self, nbytes: int) -> bool:
+        """FrameBudget for our reader: a grant made while we waited, else the pool's."""
+        if self._granted:
+            granted, self._granted = self._granted, 0
+            if granted == nbytes:
+                return True
+            self._memory.release(granted)
+        if self._memory.try_reserve(nbytes):
+            return True
+        self._memory.wait(self, nbytes, self._memory_granted)
+        return False
+
+    def release(self, nbytes: int) -> None:
+        self._memory.release(nbytes)
+
+    def _memory_granted(self, nbytes: int) -> None:
+        self._granted = nbytes
+        # Not from inside the release (another connection's read): on the loop's next turn.
+        asyncio.get_running_loop().call_soon(self._read_after_grant)
+
+    def _read_after_grant(self) -> None:
+        if self._closed:
+            return
+        self.buffer_updated(0)  # the frame waiting in scratch takes its reservation
+        self._resume_if_drained()
+
+    def _check_stall(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        begun = self._frame_begun
+        if begun is not None and not self._read_paused and \
+                loop.time() - begun > self._receive_timeout:
+            self.server.metrics.stalled_requests.inc()
+            self._abort(f"a request frame did not arrive whole within "
+                        f"request.receive.timeout.ms={int(self._receive_timeout * 1000)} "
+                        f"({self._reader.buffered} bytes of it came)")
+            return
+        self._stall_check = loop.call_later(self._receive_timeout / 2, self._check_stall)
+
     def pause_writing(self) -> None:
+        self._write_paused = True
         if self._writer is not None:
             self._writer.paused()
         self._pause_reading()
 
     def resume_writing(self) -> None:
+        self._write_paused = False
         if self._writer is not None:
             self._writer.resumed()
-        if not self._sending and len(self._queue) <= MAX_QUEUED_REPLIES:
-            self._resume_reading()
+        self._pump()
+        self._resume_if_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._stall_check is not None:
+            self._stall_check.cancel()
+        self._memory.cancel(self)
+        if self._granted:
+            self._memory.release(self._granted)
+            self._granted = 0
+        self._reader.abandon()
         if self._writer is not None:
             self._writer.close()
         while self._queue:
@@ -196,12 +275,14 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ replies
     def _pump(self) -> None:
-        """Write every ready reply at the head of the FIFO, in order."""
+        """Write every ready reply at the head of the FIFO, in order, while the transport
+        takes them (see the back-pressure invariant)."""
         if self._sending or self._closed or self._transport is None:
             return
         out: list[bytes] = []
+        size = 0
         queue = self._queue
-        while queue:
+        while queue and not self._write_paused:
             slot = queue[0]
             reply = slot.reply
             if reply is None:
@@ -224,15 +305,26 @@ class ClientConnection(asyncio.BufferedProtocol):
                     out = []
                 self._start_sending(slot.correlation_id, reply)
                 return
-            out.append(encode_response_head(slot.correlation_id, reply.body, len(reply.payload)))
+            head = encode_response_head(slot.correlation_id, reply.body, len(reply.payload))
+            out.append(head)
+            size += len(head)
             if reply.payload:
                 out.append(reply.payload)
+                size += len(reply.payload)
+            if size >= WRITE_PIECE_BYTES:  # may call pause_writing, which ends the loop
+                self._transport.write(b"".join(out))
+                out = []
+                size = 0
         if out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
         if not queue:
-            if self._read_paused and not self._sending:
-                self._resume_reading()
+            self._resume_if_drained()
             self.server.connection_idle()
+
+    def _resume_if_drained(self) -> None:
+        if not self._sending and not self._write_paused and not self._reader.blocked and \
+                len(self._queue) <= MAX_QUEUED_REPLIES:
+            self._resume_reading()
 
     def _task_reply(self, task: "asyncio.Task[Reply]") -> Reply:
         if task.cancelled():
@@ -270,8 +362,8 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._abort(f"sending file data failed: {exc}")
             return
         if not self._closed:
-            self._resume_reading()
             self._pump()
+            self._resume_if_drained()
 
     # ------------------------------------------------------------------ helpers
     def _pause_reading(self) -> None:
@@ -283,6 +375,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         if self._read_paused and self._transport is not None and not self._closed:
             self._read_paused = False
             self._transport.resume_reading()
+            if self._reader.buffered:  # the receive clock counts only while we read
+                self._frame_begun = asyncio.get_running_loop().time()
 
     def _abort(self, reason: str) -> None:
         log.warning("closing connection from %s: %s", self.peer, reason)

@@ -64,6 +64,15 @@ class BrokerMetrics:
         self.controller_events = Counter("klamm_controller_events",
                                          "Events the controller processed, by kind", ["event"],
                                          registry=r)
+        self.request_memory_bytes = Gauge(
+            "klamm_broker_request_memory_bytes", "Bytes reserved by large request frames "
+            "being read (bounded by queued.max.request.bytes)", registry=r)
+        self.request_memory_waiting = Gauge(
+            "klamm_broker_request_memory_waiting_connections", "Connections not read from "
+            "until queued.max.request.bytes has room for their next frame", registry=r)
+        self.stalled_requests = Counter(
+            "klamm_broker_stalled_requests", "Connections closed because a request frame did "
+            "not arrive whole within request.receive.timeout.ms", registry=r)
         self.unclean_elections = Counter("klamm_controller_unclean_leader_elections",
                                          "Leaders elected from outside the ISR", registry=r)
 

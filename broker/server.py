@@ -56,6 +56,7 @@ from .metadata_cache import MetadataCache
 from .metrics import BrokerMetrics
 from .replica_manager import ReplicaManager
 from .replication.fetcher import FetcherSettings, ReplicaFetcherManager
+from .request_memory import RequestMemoryPool
 from .topic_admin import TopicAdmin
 from .topic_configs import ConfigChangeListener, TopicConfigs
 
@@ -98,6 +99,9 @@ class BrokerServer:
         self.apis: dict[int, ApiSpec] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
+        self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
+        self.metrics.request_memory_bytes.set_function(lambda: self.request_memory.reserved)
+        self.metrics.request_memory_waiting.set_function(lambda: self.request_memory.waiting)
         self._background: set[asyncio.Task[Any]] = set()
         self._request_counters: dict[int, Any] = {}
         self._metrics_server: asyncio.Server | None = None

@@ -16,9 +16,10 @@ the limit before allocating anything for it.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -169,6 +170,14 @@ def parse_response(meta: memoryview, payload: memoryview) -> Response:
     return Response(obj[0], obj[1], payload)
 
 
+class FrameBudget(Protocol):
+    """Memory that large frames reserve their declared size from (see FrameReader)."""
+
+    def try_reserve(self, nbytes: int) -> bool: ...
+
+    def release(self, nbytes: int) -> None: ...
+
+
 class FrameReader:
     """Receive-side framing for an ``asyncio.BufferedProtocol``: the socket reads straight
     into buffers this class hands out, and complete frames come back as (meta, payload).
@@ -181,27 +190,38 @@ class FrameReader:
     fresh multi-megabyte buffer per response costs page faults and zeroing on every fetch).
     After ``spare_idle_reads`` reads without a large frame the spares nobody views are let go,
     so a consumer that caught up does not keep its catch-up buffers for ever.
+
+    A large frame's buffer is an anonymous memory map: the kernel gives it pages as bytes
+    arrive, so a peer that declares 100 MB and sends 9 bytes costs 9 bytes, not 100 MB. With
+    a ``budget`` the declared size is reserved from it before the buffer is taken (and given
+    back when the frame is complete, or by ``abandon``); when the budget refuses, ``blocked``
+    is set and nothing more is parsed: the owner stops reading, and once the budget can
+    grant the frame calls ``buffer_updated(0)`` to go on.
     Pure state machine: no I/O, no event loop.
     """
 
     __slots__ = ("_scratch", "_view", "_start", "_end", "_max", "_direct", "_big",
                  "_big_view", "_big_filled", "_big_meta", "_spares", "_spare_limit",
-                 "_idle_reads", "_idle_limit")
+                 "_idle_reads", "_idle_limit", "_budget", "_reserved", "blocked")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024,
-                 spare_buffers: int = 4, spare_idle_reads: int = 1024) -> None:
+                 spare_buffers: int = 4, spare_idle_reads: int = 1024,
+                 budget: FrameBudget | None = None) -> None:
         self._scratch = bytearray(scratch_bytes)
         self._view = memoryview(self._scratch)
         self._start = 0  # first unparsed byte in scratch
         self._end = 0  # end of received bytes in scratch
         self._max = max_frame_bytes
         self._direct = min(direct_threshold, scratch_bytes // 2)
-        self._big: bytearray | None = None
+        self._big: mmap.mmap | None = None
         self._big_view: memoryview | None = None
         self._big_filled = 0
         self._big_meta = 0
-        self._spares: list[bytearray] = []  # large-frame buffers, reusable when unviewed
+        self._spares: list[mmap.mmap] = []  # large-frame buffers, reusable when unviewed
+        self._budget = budget
+        self._reserved = 0  # reserved from the budget for the large frame being read
+        self.blocked = False  # the budget refused the next frame: read nothing more
         self._spare_limit = spare_buffers
         self._idle_reads = 0  # reads since the last large frame began
         self._idle_limit = spare_idle_reads
@@ -232,6 +252,7 @@ class FrameReader:
             meta = self._big_meta
             self._big = self._big_view = None
             self._big_filled = 0
+            self._give_back()
             return [(frame[:meta], frame[meta:])]
         self._end += nbytes
         if self._spares:
@@ -252,6 +273,12 @@ class FrameReader:
                 start = stop
                 continue
             if 4 + length > self._direct:  # read the rest of it straight into its own buffer
+                if self._budget is not None:
+                    if not self._budget.try_reserve(length - 4):
+                        self.blocked = True
+                        break
+                    self._reserved = length - 4
+                self.blocked = False
                 self._big, self._big_view = self._large_buffer(length - 4)
                 have = end - start - PREFIX_SIZE
                 self._big_view[:have] = view[start + PREFIX_SIZE:end]
@@ -268,7 +295,18 @@ class FrameReader:
         self._start, self._end = start, end
         return frames
 
-    def _large_buffer(self, size: int) -> tuple[bytearray, memoryview]:
+    def abandon(self) -> None:
+        """The connection is gone: give back what the frame being read had reserved."""
+        self._big = self._big_view = None
+        self._big_filled = 0
+        self._give_back()
+
+    def _give_back(self) -> None:
+        if self._reserved and self._budget is not None:
+            self._budget.release(self._reserved)
+        self._reserved = 0
+
+    def _large_buffer(self, size: int) -> tuple[mmap.mmap, memoryview]:
         """A spare nobody views any more if one is big enough, else a new one (kept as a
         spare, up to ``spare_buffers`` of them, replacing a smaller idle one when full)."""
         self._idle_reads = 0
@@ -279,8 +317,7 @@ class FrameReader:
             if len(buf) >= size:
                 return buf, memoryview(buf)[:size]
             smaller = i
-        buf = bytearray(size + 1)
-        del buf[-1]  # one byte of slack: the unviewed check can then grow it without a copy
+        buf = mmap.mmap(-1, size)  # pages arrive as the bytes do
         if len(self._spares) < self._spare_limit:
             self._spares.append(buf)
         elif smaller >= 0:
@@ -288,11 +325,10 @@ class FrameReader:
         return buf, memoryview(buf)
 
 
-def _unviewed(buf: bytearray) -> bool:
-    """True when no memoryview of ``buf`` is alive: only then may it be resized."""
+def _unviewed(buf: mmap.mmap) -> bool:
+    """True when no memoryview of ``buf`` is alive (a map with views cannot be resized)."""
     try:
-        buf.append(0)
+        buf.resize(len(buf))
     except BufferError:
         return False
-    del buf[-1]
     return True

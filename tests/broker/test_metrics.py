@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from klamm.client import Admin, NewTopic, Producer
-
-
-async def http_get(port: int, path: str) -> tuple[str, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = (await asyncio.wait_for(reader.read(), timeout=5)).decode()
-    writer.close()
-    head, _, body = data.partition("\r\n\r\n")
-    return head.split("\r\n")[0], body
+from tests.support.scrape import http_get
 
 
 async def test_metrics_endpoint_counts_requests_and_bytes(broker_factory) -> None:

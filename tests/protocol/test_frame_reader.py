@@ -134,3 +134,62 @@ def test_spare_buffers_nobody_views_are_let_go_after_a_run_of_small_frames() -> 
     assert reader.spare_bytes == 0
     [again] = _receive(reader, encode_response(4, {}, b"c" * 30_000))  # allocates afresh
     assert bytes(again) == b"c" * 30_000 and reader.spare_bytes >= 30_000
+
+
+class _Budget:
+    def __init__(self, grant: bool) -> None:
+        self.grant = grant
+        self.reserved = 0
+        self.asked: list[int] = []
+
+    def try_reserve(self, nbytes: int) -> bool:
+        self.asked.append(nbytes)
+        if self.grant:
+            self.reserved += nbytes
+        return self.grant
+
+    def release(self, nbytes: int) -> None:
+        self.reserved -= nbytes
+
+
+def test_a_large_frame_waits_for_its_budget_then_goes_on_from_where_it_stopped() -> None:
+    budget = _Budget(grant=False)
+    reader = FrameReader(scratch_bytes=4096, direct_threshold=1024, budget=budget)
+    first = encode_response(1, {}, b"x" * 50_000)
+    data = first + encode_response(2, {}, b"y")
+    buf = reader.get_buffer()
+    buf[:3000] = data[:3000]
+    assert reader.buffer_updated(3000) == [] and reader.blocked
+    assert budget.asked == [len(first) - 8]  # the declared size: metadata and payload
+    budget.grant = True
+    assert reader.buffer_updated(0) == [] and not reader.blocked  # now in its own buffer
+    assert budget.reserved == budget.asked[-1]
+    got = _receive(reader, data[3000:])
+    assert [bytes(p) for p in got] == [b"x" * 50_000, b"y"]
+    assert budget.reserved == 0  # given back when the frame was complete
+
+
+def test_an_abandoned_frame_gives_its_reservation_back() -> None:
+    budget = _Budget(grant=True)
+    reader = FrameReader(scratch_bytes=4096, direct_threshold=1024, budget=budget)
+    buf = reader.get_buffer()
+    buf[:8] = struct.pack(">II", 10_000_004, 0)
+    assert reader.buffer_updated(8) == [] and budget.reserved == 10_000_000
+    reader.abandon()
+    assert budget.reserved == 0
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+def test_a_declared_size_costs_nothing_until_the_bytes_arrive() -> None:
+    """A 9-byte header claiming 100 MB used to allocate (and zero) 100 MB at once."""
+    readers = [FrameReader(scratch_bytes=4096, direct_threshold=1024) for _ in range(5)]
+    before = _rss()
+    for reader in readers:
+        buf = reader.get_buffer()
+        buf[:9] = struct.pack(">II", 100_000_004, 0) + b"x"
+        assert reader.buffer_updated(9) == [] and reader.buffered == 1
+    assert _rss() - before < 20 << 20  # five 100 MB claims, a few pages of memory
