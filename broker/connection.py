@@ -305,7 +305,15 @@ class ClientConnection(asyncio.BufferedProtocol):
                     out = []
                 self._start_sending(slot.correlation_id, reply)
                 return
-            head = encode_response_head(slot.correlation_id, reply.body, len(reply.payload))
+            try:
+                head = encode_response_head(slot.correlation_id, reply.body,
+                                            len(reply.payload))
+            except (TypeError, ValueError, OverflowError) as exc:  # a handler's bug
+                log.error("answer to %s cannot be encoded (%s): %.300r", self.peer, exc,
+                          reply.body)
+                reply = Reply({"error_code": -1, "error_message": "the broker could not "
+                               "encode its answer; see its log"})
+                head = encode_response_head(slot.correlation_id, reply.body)
             out.append(head)
             size += len(head)
             if reply.payload:

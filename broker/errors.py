@@ -11,33 +11,35 @@ from klamm.zk.errors import ZkError
 
 from .log import LogStorageError, OffsetOutOfRange, RecordTooLarge
 from .log.dir_health import LogDirOffline
+from .report_limiter import ReportLimiter
 
 log = logging.getLogger(__name__)
 
 STORAGE_LOG_INTERVAL = 10.0  # s between two reports of failing storage
+INVALID_REQUEST_LOG_INTERVAL = 10.0  # s between two reports of malformed requests
+
+_storage_reports = ReportLimiter(STORAGE_LOG_INTERVAL)
 
 
-class _StorageErrorLog:
-    """Reports storage failures to the operator without a line per retried request."""
+def _held(count: int) -> str:
+    return f" ({count} more since the last report)" if count else ""
 
-    def __init__(self) -> None:
-        self.last = -STORAGE_LOG_INTERVAL
-        self.suppressed = 0
 
-    def report(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self.last < STORAGE_LOG_INTERVAL:
-            self.suppressed += 1
-            return
-        more = f" ({self.suppressed} more since the last report)" if self.suppressed else ""
+def report_storage_error(exc: BaseException) -> None:
+    """Tell the operator about failing storage without a line per retried request."""
+    held = _storage_reports.admit(time.monotonic())
+    if held is not None:
         log.error("storage error: %s%s; requests that write there fail with STORAGE_ERROR "
                   "until it is fixed (a full disk: free space, nothing needs a restart)",
-                  exc, more)
-        self.last = now
-        self.suppressed = 0
+                  exc, _held(held))
 
 
-_storage_errors = _StorageErrorLog()
+def report_invalid_request(limiter: ReportLimiter, peer: str, api: str, message: str) -> None:
+    """One line, at most every INVALID_REQUEST_LOG_INTERVAL, for requests answered
+    INVALID_REQUEST (a client bug or a probe; the client gets the full reason)."""
+    held = limiter.admit(time.monotonic())
+    if held is not None:
+        log.warning("invalid %s request from %s: %s%s", api, peer, message[:500], _held(held))
 
 
 def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
@@ -53,7 +55,7 @@ def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
     if isinstance(exc, LogDirOffline):  # said once, when the dir went offline
         return ErrorCode.STORAGE_ERROR, str(exc)
     if isinstance(exc, LogStorageError):
-        _storage_errors.report(exc)
+        report_storage_error(exc)
         return ErrorCode.STORAGE_ERROR, str(exc)
     if isinstance(exc, ZkError):  # the coordination service is away or refused
         return ErrorCode.REQUEST_TIMED_OUT, f"the coordination service is unavailable: {exc}"

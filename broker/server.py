@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
 from klamm.protocol.api import ApiKey
@@ -44,17 +44,18 @@ from .cluster.membership import Membership, connect
 from .cluster.model import BrokerRegistration
 from .cluster.store import ClusterStore
 from .config import BrokerConfig, TopicConfig
-from .connection import ClientConnection, HandlerResult, Reply
+from .connection import ClientConnection, HandlerResult, PendingReply, Reply
 from .controller.controller import Controller
 from .controller_link import AlterPartitionQueue, ControllerLink, ControllerUnavailable
 from .data_dir_lock import DataDirLock
-from .errors import error_code_of
+from .errors import INVALID_REQUEST_LOG_INTERVAL, error_code_of, report_invalid_request
 from .log import LogManager
 from .log.files import parse_partition_dir
 from .meta_properties import check_broker_id, check_cluster_id, write_meta_properties
 from .metadata_cache import MetadataCache
 from .metrics import BrokerMetrics
 from .replica_manager import ReplicaManager
+from .report_limiter import ReportLimiter
 from .replication.fetcher import FetcherSettings, ReplicaFetcherManager
 from .request_memory import RequestMemoryPool
 from .topic_admin import TopicAdmin
@@ -62,7 +63,9 @@ from .topic_configs import ConfigChangeListener, TopicConfigs
 
 log = logging.getLogger(__name__)
 
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+# What a handler meets in a body of the wrong shape (a field missing, a float too large for
+# an int): answered INVALID_REQUEST, never logged as a broker fault.
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 EMBEDDED_ZK_DIR = "zk"
 JOIN_WARNING_S = 10.0
 
@@ -100,6 +103,7 @@ class BrokerServer:
         self._server: asyncio.Server | None = None
         self._connections: set[ClientConnection] = set()
         self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
+        self._invalid_reports = ReportLimiter(INVALID_REQUEST_LOG_INTERVAL)
         self.metrics.request_memory_bytes.set_function(lambda: self.request_memory.reserved)
         self.metrics.request_memory_waiting.set_function(lambda: self.request_memory.waiting)
         self._background: set[asyncio.Task[Any]] = set()
@@ -410,15 +414,32 @@ class BrokerServer:
                                 f"is not in [{spec.min_version}, {spec.max_version}]")
         self._request_counters[header.api_key].inc()
         try:
-            return spec.handler(request)
+            result = spec.handler(request)
         except Exception as exc:
-            return self.error_reply_for(exc)
+            reply = self.error_reply_for(exc)
+            if reply.body["error_code"] == ErrorCode.INVALID_REQUEST:
+                report_invalid_request(self._invalid_reports, conn.peer,
+                                       _api_name(header.api_key),
+                                       reply.body["error_message"])
+            return reply
+        if result is None or isinstance(result, (Reply, PendingReply)):
+            return result
+        return self._reporting_invalid(result, conn.peer, header.api_key)
+
+    async def _reporting_invalid(self, work: Awaitable[Reply], peer: str, api_key: int) -> Reply:
+        try:
+            return await work
+        except Exception as exc:
+            reply = self.error_reply_for(exc)
+            if reply.body["error_code"] == ErrorCode.INVALID_REQUEST:
+                report_invalid_request(self._invalid_reports, peer, _api_name(api_key),
+                                       reply.body["error_message"])
+            return reply
 
     def error_reply_for(self, exc: BaseException) -> Reply:
         if isinstance(exc, asyncio.CancelledError):
             return _error_reply(ErrorCode.BROKER_SHUTTING_DOWN, "request cancelled")
         if isinstance(exc, _MALFORMED) and not isinstance(exc, ConfigError):
-            log.debug("malformed request body", exc_info=exc)
             return _error_reply(ErrorCode.INVALID_REQUEST,
                                 f"malformed request body: {type(exc).__name__}: {exc}")
         code, message = error_code_of(exc)

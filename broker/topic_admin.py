@@ -108,6 +108,8 @@ class TopicAdmin:
         return ErrorCode.NONE, None
 
     async def exists(self, name: str) -> bool:
+        if validate_topic_name(name) is not None:
+            return False  # no such topic can exist: do not ask the coordination service
         return self.metadata.has_topic(name) or await self.store.get_topic(name) is not None
 
     async def overrides(self, name: str) -> dict[str, Any]:

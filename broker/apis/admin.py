@@ -6,13 +6,14 @@ these handlers decode, dispatch and encode.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from klamm.protocol.config import ConfigError
 from klamm.protocol.errors import ErrorCode, InvalidRequestError
 from klamm.protocol.frame import Request
 
+from . import fields
 from ..config import TopicConfig
 from ..connection import Reply
 
@@ -31,44 +32,36 @@ class AdminApi:
         self.apply_config = apply_config
 
     async def create_topics(self, request: Request) -> Reply:
-        body = request.body
-        validate_only = bool(body.get("validate_only", False))
-        timeout_ms = int(body.get("timeout_ms", 30_000))
+        body = fields.body_map(request.body)
+        validate_only = fields.flag(body, "validate_only")
+        timeout_ms = fields.integer(body, "timeout_ms", 30_000)
+        topics = fields.entries(body, "topics", fields.MAX_TOPICS)
+        requested = [_creation(t, self.config) for t in topics]
+        total = sum(len(a) if a is not None else max(num, 0) for _, num, _, a, _ in requested)
+        if total > fields.MAX_NEW_PARTITIONS:
+            raise InvalidRequestError(f"the request creates {total} partitions; at most "
+                                      f"{fields.MAX_NEW_PARTITIONS} per request")
         results = []
-        for t in body["topics"]:
-            name = t["topic"]
-            num = t.get("num_partitions", -1)
-            rf = t.get("replication_factor", -1)
-            raw = t.get("assignment")
-            assignment = None
-            if raw:
-                assignment = {int(p): [int(b) for b in r] for p, r in dict(raw).items()}
-            elif num in (None, -1):
-                num = self.config.num_partitions
-            if not raw and rf in (None, -1):
-                rf = self.config.default_replication_factor
-            configs = dict(t.get("configs") or {})
+        for name, num, rf, assignment, configs in requested:
             code, message = await self.admin.create(
-                name, int(num if num is not None else -1), int(rf if rf is not None else -1),
-                configs, assignment, user=True, validate_only=validate_only,
+                name, num, rf, configs, assignment, user=True, validate_only=validate_only,
                 timeout_ms=timeout_ms)
             results.append({"topic": name, "error_code": int(code), "error_message": message})
         return Reply({"topics": results})
 
     async def delete_topics(self, request: Request) -> Reply:
-        timeout_ms = int(request.body.get("timeout_ms", 30_000))
+        body = fields.body_map(request.body)
+        timeout_ms = fields.integer(body, "timeout_ms", 30_000)
         results = []
-        for name in request.body["topics"]:
-            if not isinstance(name, str):
-                raise InvalidRequestError("topic names must be strings")
+        for name in dict.fromkeys(fields.strings(body, "topics", fields.MAX_TOPICS)):
             code, message = await self.admin.delete(name, timeout_ms)
             results.append({"topic": name, "error_code": int(code), "error_message": message})
         return Reply({"topics": results})
 
     async def describe_configs(self, request: Request) -> Reply:
         out = []
-        for res in request.body["resources"]:
-            rtype, name = res["type"], res["name"]
+        wanted = _resources(fields.body_map(request.body))
+        for rtype, name in dict.fromkeys((rtype, name) for rtype, name, _ in wanted):
             entry: dict[str, Any] = {"type": rtype, "name": name, "error_code": 0,
                                      "error_message": None, "configs": []}
             if rtype == "topic":
@@ -86,7 +79,7 @@ class AdminApi:
                         entry["configs"] = _config_entries(effective.as_dotted(),
                                                            set(overrides), "topic")
             elif rtype == "broker":
-                if str(name) not in ("", str(self.config.broker_id)):
+                if name not in ("", str(self.config.broker_id)):
                     entry.update(error_code=int(ErrorCode.INVALID_REQUEST),
                                  error_message=f"this is broker {self.config.broker_id}, "
                                                f"not {name}; ask that broker")
@@ -101,14 +94,21 @@ class AdminApi:
         return Reply({"resources": out})
 
     async def alter_configs(self, request: Request) -> Reply:
-        body = request.body
-        validate_only = bool(body.get("validate_only", False))
+        body = fields.body_map(request.body)
+        validate_only = fields.flag(body, "validate_only")
         out = []
-        for res in body["resources"]:
-            rtype, name = res["type"], res["name"]
+        wanted = _resources(body)
+        seen: dict[tuple[str, str], int] = {}
+        for rtype, name, _ in wanted:
+            seen[rtype, name] = seen.get((rtype, name), 0) + 1
+        for rtype, name, res in wanted:
             entry: dict[str, Any] = {"type": rtype, "name": name, "error_code": 0,
                                      "error_message": None}
-            if rtype != "topic":
+            if seen[rtype, name] > 1:  # as Kafka: which of them would win is undefined
+                entry.update(error_code=int(ErrorCode.INVALID_REQUEST),
+                             error_message=f"{rtype} {name!r} is named more than once in "
+                                           f"the request")
+            elif rtype != "topic":
                 entry.update(error_code=int(ErrorCode.INVALID_REQUEST),
                              error_message="only topic configs can be altered at runtime; "
                                            "broker configs come from the config file")
@@ -117,7 +117,7 @@ class AdminApi:
                              error_message=f"topic {name!r} does not exist")
             else:
                 try:
-                    effective = await self.admin.alter(name, dict(res["configs"]),
+                    effective = await self.admin.alter(name, fields.string_map(res, "configs"),
                                                        validate_only)
                     if effective is not None:
                         self.apply_config(name, effective)
@@ -126,6 +126,46 @@ class AdminApi:
                                  error_message=str(exc))
             out.append(entry)
         return Reply({"resources": out})
+
+
+def _creation(t: Mapping[str, Any], config: "BrokerConfig"
+              ) -> tuple[str, int, int, dict[int, list[int]] | None, dict[str, Any]]:
+    """One CREATE_TOPICS entry as (name, partitions, replication factor, assignment,
+    configs), with the broker's defaults for -1 or absent counts."""
+    name = fields.text(t, "topic")
+    limit = fields.MAX_NEW_PARTITIONS
+    num = fields.integer(t, "num_partitions", -1, low=-1, high=limit) \
+        if t.get("num_partitions") is not None else -1
+    rf = fields.integer(t, "replication_factor", -1, low=-1, high=1 << 15) \
+        if t.get("replication_factor") is not None else -1
+    assignment = None
+    raw = t.get("assignment")
+    if raw:
+        if not isinstance(raw, dict) or len(raw) > limit:
+            raise InvalidRequestError(f"field 'assignment' must map at most {limit} "
+                                      f"partitions to broker id lists")
+        assignment = {}
+        for p, replicas in raw.items():
+            if type(p) is not int or not isinstance(replicas, (list, tuple)) or \
+                    len(replicas) > 1 << 15 or any(type(b) is not int for b in replicas):
+                raise InvalidRequestError("field 'assignment' must map partition numbers to "
+                                          "lists of broker ids")
+            assignment[p] = list(replicas)
+    elif num == -1:
+        num = config.num_partitions
+    if not raw and rf == -1:
+        rf = config.default_replication_factor
+    return name, num, rf, assignment, fields.string_map(t, "configs")
+
+
+def _resources(body: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    found = []
+    for res in fields.entries(body, "resources", fields.MAX_RESOURCES):
+        name = res.get("name")
+        if isinstance(name, int) and type(name) is not bool:
+            name = str(name)  # a broker id
+        found.append((fields.text(res, "type"), fields.text({"name": name}, "name"), res))
+    return found
 
 
 def _config_entries(values: dict[str, Any], overrides: set[str],

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
 
+from . import fields
 from ..connection import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
 from ..log import FileRegion
@@ -38,15 +39,16 @@ class FetchApi:
         self.stopping = stopping
 
     def handle(self, request: Request) -> HandlerResult:
-        body = request.body
-        replica_id = int(body.get("replica_id", -1))
-        max_wait_ms = max(0, int(body.get("max_wait_ms", 0)))
-        min_bytes = max(0, int(body.get("min_bytes", 1)))
-        max_bytes = max(0, int(body.get("max_bytes", 50 * 1024 * 1024)))
+        body = fields.body_map(request.body)
+        replica_id = fields.integer(body, "replica_id", -1)
+        max_wait_ms = max(0, fields.integer(body, "max_wait_ms", 0))
+        min_bytes = max(0, fields.integer(body, "min_bytes", 1))
+        max_bytes = max(0, fields.integer(body, "max_bytes", 50 * 1024 * 1024))
+        integer = fields.integer
         wanted: list[PartitionRequest] = [
-            (t["topic"], int(p["partition"]), int(p["fetch_offset"]),
-             max(0, int(p["partition_max_bytes"])), int(p.get("current_leader_epoch", -1)))
-            for t in body["topics"] for p in t["partitions"]]
+            (t["topic"], integer(p, "partition"), integer(p, "fetch_offset"),
+             max(0, integer(p, "partition_max_bytes")), integer(p, "current_leader_epoch", -1))
+            for t in fields.topic_partitions(body) for p in t["partitions"]]
         if replica_id >= 0:
             self._record_follower(wanted, replica_id)
 

@@ -3,7 +3,9 @@ replicas and ISR, all from the metadata cache the controller feeds (so every bro
 alike). A partition whose leader is not live reports LEADER_NOT_AVAILABLE with leader -1.
 Naming a missing topic with ``allow_auto_topic_creation`` creates it when
 ``auto.create.topics.enable`` is on; it reports LEADER_NOT_AVAILABLE until it has leaders.
-A broker whose log dir is offline creates nothing (STORAGE_ERROR naming the dir): it could
+One request auto-creates at most MAX_AUTO_CREATE topics and names at most
+``fields.MAX_TOPICS`` (each answered once however often it is named). A broker whose log dir
+is offline creates nothing (STORAGE_ERROR naming the dir): it could
 host none of the replicas, and in standalone mode its coordination data is on that disk too.
 DESCRIBE_CLUSTER answers from the same cache: the controller and its epoch, live brokers, and
 brokers that hold replicas but are gone (with the endpoint last seen, if any).
@@ -15,9 +17,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from klamm.protocol.cluster_api import NO_LEADER
-from klamm.protocol.errors import ErrorCode, InvalidRequestError
+from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
 
+from . import fields
 from ..connection import HandlerResult, Reply
 
 if TYPE_CHECKING:
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from ..topic_admin import TopicAdmin
 
 log = logging.getLogger(__name__)
+
+# Topics one METADATA request may auto-create (the rest are answered "ask again").
+MAX_AUTO_CREATE = 32
 
 
 class MetadataApi:
@@ -38,22 +44,24 @@ class MetadataApi:
         self.log_dir = log_dir
 
     def handle(self, request: Request) -> HandlerResult:
-        body = request.body
-        raw = body.get("topics")
-        if raw is not None and (not isinstance(raw, (list, tuple)) or
-                                not all(isinstance(n, str) for n in raw)):
-            raise InvalidRequestError("topics must be a list of topic names or None (all)")
-        names: list[str] | None = None if raw is None else list(raw)
-        auto_create = bool(body.get("allow_auto_topic_creation", False)) and \
+        body = fields.body_map(request.body)
+        names: list[str] | None = None
+        if body.get("topics") is not None:  # None: every topic
+            names = list(dict.fromkeys(fields.strings(body, "topics", fields.MAX_TOPICS)))
+        auto_create = fields.flag(body, "allow_auto_topic_creation") and \
             self.config.auto_create_topics_enable
-        missing = [] if names is None else [n for n in dict.fromkeys(names)
-                                            if not self.cache.has_topic(n)]
+        missing = [] if names is None else [n for n in names if not self.cache.has_topic(n)]
         if auto_create and names is not None and missing:
             if self.log_dir.offline:
                 refused = (ErrorCode.STORAGE_ERROR, f"{self.log_dir.offline_error()}; the "
                            f"topic was not created")
                 return Reply(self._answer(names, dict.fromkeys(missing, refused)))
-            return self._create_then_answer(names, missing)
+            later: tuple[ErrorCode, str | None] = (
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                f"not created yet: one metadata request auto-creates at most "
+                f"{MAX_AUTO_CREATE} topics; ask again")
+            deferred = dict.fromkeys(missing[MAX_AUTO_CREATE:], later)
+            return self._create_then_answer(names, missing[:MAX_AUTO_CREATE], deferred)
         return Reply(self._answer(names, {}))
 
     def describe_cluster(self, request: Request) -> HandlerResult:
@@ -70,8 +78,9 @@ class MetadataApi:
                       "controller_id": cache.controller_id,
                       "controller_epoch": cache.controller_epoch, "brokers": brokers})
 
-    async def _create_then_answer(self, names: list[str], missing: list[str]) -> Reply:
-        created: dict[str, tuple[ErrorCode, str | None]] = {}
+    async def _create_then_answer(self, names: list[str], missing: list[str],
+                                  deferred: dict[str, tuple[ErrorCode, str | None]]) -> Reply:
+        created: dict[str, tuple[ErrorCode, str | None]] = dict(deferred)
         for name in missing:
             code, message = await self.admin.create(
                 name, self.config.num_partitions, self.config.default_replication_factor, {},
@@ -89,7 +98,7 @@ class MetadataApi:
                 errors: dict[str, tuple[ErrorCode, str | None]]) -> dict[str, Any]:
         cache = self.cache
         topics = []
-        for name in (sorted(cache.topics) if names is None else dict.fromkeys(names)):
+        for name in (sorted(cache.topics) if names is None else names):
             if name in errors and not cache.has_topic(name):
                 code, message = errors[name]
                 topics.append({"topic": name, "error_code": int(code), "error_message": message,

@@ -12,6 +12,7 @@ from klamm.protocol.frame import Request
 from klamm.protocol.wire import from_wire, to_wire
 
 from ..connection import HandlerResult, Reply
+from . import fields
 from ..errors import error_code_of
 
 if TYPE_CHECKING:
@@ -24,15 +25,16 @@ class OffsetsApi:
 
     def list_offsets(self, request: Request) -> HandlerResult:
         out = []
-        for t in request.body["topics"]:
+        for t in fields.topic_partitions(fields.body_map(request.body)):
             topic = t["topic"]
             parts: list[dict[str, Any]] = []
             for p in t["partitions"]:
-                index = int(p["partition"])
-                ts = int(p["timestamp"])
+                index = fields.integer(p, "partition")
+                ts = fields.integer(p, "timestamp")
+                epoch = fields.integer(p, "current_leader_epoch", -1)
                 try:
                     partition = self.replicas.get(topic, index)
-                    partition.check_leader(int(p.get("current_leader_epoch", -1)))
+                    partition.check_leader(epoch)
                     log = partition.log
                     hw = partition.high_watermark
                     if ts == LATEST_TIMESTAMP:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from klamm.protocol.errors import ErrorCode, InvalidRequestError
 from klamm.protocol.frame import Request
 
+from . import fields
 from ..connection import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
 from ..produce_purgatory import DelayedProduce
@@ -47,21 +48,20 @@ class ProduceApi:
         self.spawn = spawn
 
     def handle(self, request: Request) -> HandlerResult:
-        body = request.body
-        acks = int(body["acks"])
+        body = fields.body_map(request.body)
+        acks = fields.integer(body, "acks")
         if acks not in (0, 1, -1):
             raise InvalidRequestError(f"acks must be 0, 1 or -1 (all), got {acks}")
-        timeout_ms = int(body.get("timeout_ms", 30_000))
+        timeout_ms = fields.integer(body, "timeout_ms", 30_000)
         payload = request.payload
         entries: list[tuple[str, int, int, int]] = []
         pos = 0
-        for t in body["topics"]:
+        integer = fields.integer
+        for t in fields.topic_partitions(body):
             topic = t["topic"]
             for p in t["partitions"]:
-                size = int(p["size"])
-                if size < 0:
-                    raise InvalidRequestError(f"negative size for {topic}-{p['partition']}")
-                entries.append((topic, int(p["partition"]), pos, size))
+                size = integer(p, "size", low=0)
+                entries.append((topic, integer(p, "partition"), pos, size))
                 pos += size
         if pos != len(payload):
             raise InvalidRequestError(

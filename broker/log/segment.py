@@ -111,7 +111,8 @@ class LogSegment:
             if not os.path.exists(seg.index.path):
                 raise CorruptIndex(f"{seg.index.path} is missing")
         except CorruptIndex as exc:
-            log.warning("indexes of %s must be rebuilt: %s", path, exc)
+            if st.st_size:  # an empty log's indexes are empty: nothing worth a warning
+                log.warning("indexes of %s must be rebuilt: %s", path, exc)
             seg.needs_rebuild = True
             return seg
         if last is not None:

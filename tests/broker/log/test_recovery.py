@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from klamm.broker.log import PartitionLog
 
-from .conftest import batch, fetched_bytes, headers_of, segment_files
+from .conftest import batch, fetched_bytes, headers_of, segment_files, topic_config
 
 OpenLog = Callable[..., PartitionLog]
 FIRST_LOG = "00000000000000000000.log"
@@ -182,3 +185,25 @@ def test_leftover_deleted_and_cleaned_files_are_removed_on_load(open_log: OpenLo
     assert sorted(os.listdir(d)) == ["00000000000000000000.index", FIRST_LOG,
                                      "00000000000000000000.timeindex",
                                      "leader-epoch-checkpoint"]
+
+
+def test_an_empty_log_reopened_after_a_crash_warns_of_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before, each partition never written said its indexes must be rebuilt (1,040 lines
+    after one restart); a log with records and no index still says so."""
+    def reopen(name: str) -> PartitionLog:
+        return PartitionLog(name, 0, str(tmp_path / f"{name}-0"), topic_config(),
+                            clean=False, recovery_point=0)
+
+    for name, records in (("empty", 0), ("written", 1)):
+        plog = reopen(name)
+        if records:
+            plog.append(batch(records), 0)
+        abandon(plog)
+        for index in (tmp_path / f"{name}-0").glob("*index"):
+            index.unlink()
+    with caplog.at_level(logging.WARNING, logger="klamm.broker.log"):
+        reopen("empty").close()
+        assert "must be rebuilt" not in caplog.text
+        reopen("written").close()
+        assert "must be rebuilt" in caplog.text
