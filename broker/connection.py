@@ -16,7 +16,9 @@ answers are moved into it and nothing more is read until it drains (``resume_wri
 answers are handed to the transport in pieces of at most WRITE_PIECE_BYTES, so one pump
 cannot overshoot the mark by more than that. Reading also stops while MAX_QUEUED_REPLIES
 answers wait. A client that pipelines requests and never reads therefore costs a bounded
-amount of memory: its requests wait in the kernel's socket buffers, not in ours.
+amount of memory: its requests wait in the kernel's socket buffers, not in ours. Requests
+already received wait undispatched while MAX_FETCHES_HELD fetch answers (each holding a
+descriptor per partition with data) are queued, so descriptors are bounded per connection too.
 
 Large request frames reserve their declared size from the server's RequestMemoryPool
 (``queued.max.request.bytes``) before they are read; a connection the pool cannot serve yet
@@ -38,6 +40,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import FrameError, FrameReader, encode_response_head, parse_request
 
 from .sendfile import Region, ZeroCopyWriter
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_REPLIES = 1024
 # Ready answers are coalesced into transport writes of about this size.
 WRITE_PIECE_BYTES = 256 * 1024
+# Fetch answers one connection may hold before its next request is handled: each may hold a
+# file descriptor per partition it answers with data, until it is sent.
+MAX_FETCHES_HELD = 4
 
 
 class Reply:
@@ -108,7 +114,7 @@ HandlerResult = Reply | PendingReply | Awaitable[Reply] | None
 
 
 class _Slot:
-    __slots__ = ("correlation_id", "reply", "task", "pending")
+    __slots__ = ("correlation_id", "reply", "task", "pending", "fetch")
 
     def __init__(self, correlation_id: int, reply: Reply | None,
                  task: "asyncio.Task[Reply] | None" = None,
@@ -117,6 +123,7 @@ class _Slot:
         self.reply = reply
         self.task = task
         self.pending = pending
+        self.fetch = False
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -132,6 +139,10 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._receive_timeout = server.config.request_receive_timeout_ms / 1000
         self._frame_begun: float | None = None  # loop time the partial frame began
         self._stall_check: asyncio.TimerHandle | None = None
+        # Received requests not yet dispatched (see MAX_FETCHES_HELD), and fetch answers held.
+        self._backlog: collections.deque[tuple[memoryview, memoryview]] = collections.deque()
+        self._fetches_held = 0
+        self._handling_soon = False
         self._queue: collections.deque[_Slot] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._writer: ZeroCopyWriter | None = None
@@ -166,8 +177,24 @@ class ClientConnection(asyncio.BufferedProtocol):
         except FrameError as exc:
             self._abort(f"bad frame: {exc}")
             return
+        if self._backlog or frames:
+            self._backlog.extend(frames)
+            self._handle_backlog()
+        if not reader.buffered:
+            self._frame_begun = None
+        elif frames or self._frame_begun is None:
+            self._frame_begun = asyncio.get_running_loop().time()
+        self._pump()
+        if len(self._queue) > MAX_QUEUED_REPLIES or reader.blocked or self._backlog:
+            self._pause_reading()
+
+    def _handle_backlog(self) -> None:
+        """Dispatch received requests in order while fewer than MAX_FETCHES_HELD fetch
+        answers are held; the rest wait (reading paused) until answers are sent."""
         server = self.server
-        for meta, payload in frames:
+        backlog = self._backlog
+        while backlog and self._fetches_held < MAX_FETCHES_HELD and not self._closed:
+            meta, payload = backlog.popleft()
             try:
                 request = parse_request(meta, payload)
             except FrameError as exc:
@@ -178,22 +205,32 @@ class ClientConnection(asyncio.BufferedProtocol):
                 continue
             cid = request.header.correlation_id
             if isinstance(result, Reply):
-                self._queue.append(_Slot(cid, result))
+                slot = _Slot(cid, result)
             elif isinstance(result, PendingReply):
-                self._queue.append(_Slot(cid, None, pending=result))
+                slot = _Slot(cid, None, pending=result)
                 result._listener = self._pump
             else:
                 task = asyncio.ensure_future(result)
                 slot = _Slot(cid, None, task)
                 task.add_done_callback(lambda _t: self._pump())
-                self._queue.append(slot)
-        if not reader.buffered:
-            self._frame_begun = None
-        elif frames or self._frame_begun is None:
-            self._frame_begun = asyncio.get_running_loop().time()
+            if request.header.api_key == ApiKey.FETCH:
+                slot.fetch = True
+                self._fetches_held += 1
+            self._queue.append(slot)
+
+    def _fetch_answered(self) -> None:
+        self._fetches_held -= 1
+        if self._backlog and not self._handling_soon:
+            self._handling_soon = True
+            asyncio.get_running_loop().call_soon(self._handle_backlog_soon)
+
+    def _handle_backlog_soon(self) -> None:
+        self._handling_soon = False
+        if self._closed:
+            return
+        self._handle_backlog()
         self._pump()
-        if len(self._queue) > MAX_QUEUED_REPLIES or reader.blocked:
-            self._pause_reading()
+        self._resume_if_drained()
 
     # ------------------------------------------------------------------ request memory
     def try_reserve(self, nbytes: int) -> bool:
@@ -297,6 +334,8 @@ class ClientConnection(asyncio.BufferedProtocol):
                         break
                     reply = self._task_reply(task)
             queue.popleft()
+            if slot.fetch:
+                self._fetch_answered()
             if reply.regions and reply.payload_size < self._copy_below:
                 reply = self._inline(reply)
             if reply.regions:
@@ -331,7 +370,7 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def _resume_if_drained(self) -> None:
         if not self._sending and not self._write_paused and not self._reader.blocked and \
-                len(self._queue) <= MAX_QUEUED_REPLIES:
+                not self._backlog and len(self._queue) <= MAX_QUEUED_REPLIES:
             self._resume_reading()
 
     def _task_reply(self, task: "asyncio.Task[Reply]") -> Reply:

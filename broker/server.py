@@ -48,6 +48,7 @@ from .connection import ClientConnection, HandlerResult, PendingReply, Reply
 from .controller.controller import Controller
 from .controller_link import AlterPartitionQueue, ControllerLink, ControllerUnavailable
 from .data_dir_lock import DataDirLock
+from .fd_budget import FileDescriptorBudget
 from .errors import INVALID_REQUEST_LOG_INTERVAL, error_code_of, report_invalid_request
 from .log import LogManager
 from .log.files import parse_partition_dir
@@ -104,6 +105,7 @@ class BrokerServer:
         self._connections: set[ClientConnection] = set()
         self.request_memory = RequestMemoryPool(config.queued_max_request_bytes)
         self._invalid_reports = ReportLimiter(INVALID_REQUEST_LOG_INTERVAL)
+        self.fetch_fds = FileDescriptorBudget()
         self.metrics.request_memory_bytes.set_function(lambda: self.request_memory.reserved)
         self.metrics.request_memory_waiting.set_function(lambda: self.request_memory.waiting)
         self._background: set[asyncio.Task[Any]] = set()

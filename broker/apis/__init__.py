@@ -41,7 +41,7 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
     """The dispatch table of one broker."""
     replicas = server.replicas
     produce = ProduceApi(replicas, server.metrics, server.spawn)
-    fetch = FetchApi(replicas, server.metrics, lambda: server.stopping)
+    fetch = FetchApi(replicas, server.metrics, lambda: server.stopping, server.fetch_fds)
     offsets = OffsetsApi(replicas)
     assert server.logs is not None, "the apis are built once the logs are loaded"
     metadata = MetadataApi(server.metadata, server.admin, server.config, server.logs.health)

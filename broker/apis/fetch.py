@@ -7,6 +7,11 @@ fetch offset first tells the leader how far it has replicated, which may move th
 When fewer than ``min_bytes`` are available the request parks: a consumer's until high-watermark
 moves bring enough committed bytes, a follower's until appends do (the partition's replica
 manager answers it from inside that move), or until its ``max_wait_ms`` timer.
+
+A partition named more than once is answered once (the first entry counts). One answer holds
+at most MAX_REGIONS file descriptors, and all answers together no more than the broker's
+FileDescriptorBudget; partitions past either are answered without data, as when ``max_bytes``
+runs out, and the client asks again.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from klamm.protocol.frame import Request
 from . import fields
 from ..connection import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
+from ..fd_budget import FileDescriptorBudget
 from ..log import FileRegion
 
 if TYPE_CHECKING:
     from ..metrics import BrokerMetrics
     from ..replica_manager import ReplicaManager
+
+# Descriptors (segment files) one fetch answer may hold until it is sent.
+MAX_REGIONS = 1000
 
 # topic, partition, fetch offset, max bytes, current leader epoch
 PartitionRequest = tuple[str, int, int, int, int]
@@ -33,10 +42,11 @@ PartitionRequest = tuple[str, int, int, int, int]
 
 class FetchApi:
     def __init__(self, replicas: "ReplicaManager", metrics: "BrokerMetrics",
-                 stopping: Callable[[], bool]) -> None:
+                 stopping: Callable[[], bool], fds: FileDescriptorBudget) -> None:
         self.replicas = replicas
         self.metrics = metrics
         self.stopping = stopping
+        self.fds = fds
 
     def handle(self, request: Request) -> HandlerResult:
         body = fields.body_map(request.body)
@@ -45,10 +55,17 @@ class FetchApi:
         min_bytes = max(0, fields.integer(body, "min_bytes", 1))
         max_bytes = max(0, fields.integer(body, "max_bytes", 50 * 1024 * 1024))
         integer = fields.integer
-        wanted: list[PartitionRequest] = [
-            (t["topic"], integer(p, "partition"), integer(p, "fetch_offset"),
-             max(0, integer(p, "partition_max_bytes")), integer(p, "current_leader_epoch", -1))
-            for t in fields.topic_partitions(body) for p in t["partitions"]]
+        unique: dict[tuple[str, int], PartitionRequest] = {}
+        for t in fields.topic_partitions(body):
+            topic = t["topic"]
+            for p in t["partitions"]:
+                index = integer(p, "partition")
+                if (topic, index) not in unique:
+                    unique[topic, index] = (
+                        topic, index, integer(p, "fetch_offset"),
+                        max(0, integer(p, "partition_max_bytes")),
+                        integer(p, "current_leader_epoch", -1))
+        wanted = list(unique.values())
         if replica_id >= 0:
             self._record_follower(wanted, replica_id)
 
@@ -95,6 +112,7 @@ class FetchApi:
         follower = replica_id >= 0
         topics: dict[str, list[dict[str, Any]]] = {}
         regions: list[FileRegion] = []
+        fds = self.fds
         total = 0
         errors = False
         for topic, index, offset, partition_max, epoch in wanted:
@@ -106,7 +124,8 @@ class FetchApi:
                     raise _not_a_replica(replica_id, partition.topic, index, partition.replicas)
                 budget = min(partition_max, max_bytes - total)
                 plog = partition.log
-                if budget <= 0 and total > 0:
+                if (budget <= 0 and total > 0) or len(regions) >= MAX_REGIONS or \
+                        (fds.exhausted and regions):
                     partition.check_leader(epoch)
                     data_size = 0
                     hw = partition.high_watermark
@@ -141,7 +160,8 @@ class FetchApi:
             metrics.bytes_out.inc(total)
         body = {"error_code": 0,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
-        return Reply(body, regions=regions, on_sent=_closer(regions)), total, errors
+        fds.take(len(regions))
+        return Reply(body, regions=regions, on_sent=_closer(regions, fds)), total, errors
 
 
 def _not_a_replica(replica_id: int, topic: str, index: int, replicas: list[int]) -> Exception:
@@ -150,11 +170,12 @@ def _not_a_replica(replica_id: int, topic: str, index: int, replicas: list[int])
         f"broker {replica_id} is not a follower of {topic}-{index} (replicas {replicas})")
 
 
-def _closer(regions: list[FileRegion]) -> Any:
+def _closer(regions: list[FileRegion], fds: FileDescriptorBudget) -> Any:
     if not regions:
         return None
 
     def close() -> None:
+        fds.give(len(regions))
         for region in regions:
             try:
                 os.close(region.fd)

@@ -6,6 +6,7 @@ keeps serving an honest client meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import struct
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from klamm.broker.connection import MAX_FETCHES_HELD
 from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import RequestHeader, encode_request
 from tests.support.polling import until
@@ -214,3 +216,61 @@ def _response_of(sock: socket.socket) -> dict:
         assert data, "closed by the broker"
         for meta, payload in decoder.feed(data):
             return parse_response(meta, payload).body
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_fetch_naming_one_partition_20000_times_is_answered_once(
+        broker: BrokerProcess) -> None:
+    """Before, each of the 20,200 entries dup'ed the segment's descriptor: the broker ran
+    out of them and reset new connections."""
+    body = fetch_body("t", 0, 0)
+    body["topics"][0]["partitions"] *= 20_200
+    before = _open_fds(_pid(broker))
+    sock = _unread_socket(broker)
+    try:
+        sock.setblocking(True)
+        sock.sendall(encode_request(RequestHeader(ApiKey.FETCH, 0, 1, "hostile"), body))
+        asyncio.run(_answers_an_honest_client(broker))
+        assert _open_fds(_pid(broker)) - before < 20
+    finally:
+        sock.close()
+
+    async def answered_once() -> None:
+        conn = await RawConnection.open(broker.bootstrap)
+        r = await conn.call(ApiKey.FETCH, body)
+        assert len(r.body["topics"][0]["partitions"]) == 1
+        await conn.close()
+
+    asyncio.run(answered_once())
+
+
+def test_pipelined_unread_fetches_hold_few_descriptors(broker: BrokerProcess) -> None:
+    """Each answer holds a descriptor per partition with data until it is sent; before, one
+    read's worth of pipelined fetches (about 60) was answered at once, ~1,200 descriptors."""
+    async def seed() -> None:
+        conn = await RawConnection.open(broker.bootstrap)
+        await create_topic(conn, "wide", partitions=20)
+        data = batch([b"w" * 1000])
+        for p in range(20):
+            r = await conn.call(ApiKey.PRODUCE, produce_body("wide", p, len(data)), data)
+            assert r.body["topics"][0]["partitions"][0]["error_code"] == 0
+        await conn.close()
+
+    asyncio.run(seed())
+    body = fetch_body("wide", 0, 0)
+    body["topics"][0]["partitions"] = [
+        {"partition": p, "fetch_offset": 0, "partition_max_bytes": MB} for p in range(20)]
+    request = encode_request(RequestHeader(ApiKey.FETCH, 0, 1, "hostile"), body)
+    before = _open_fds(_pid(broker))
+    sock = _unread_socket(broker)
+    try:
+        _send_until_blocked(sock, request * 50, 4 * MB, seconds=20)
+        held = _open_fds(_pid(broker)) - before
+        # at most MAX_FETCHES_HELD answers queued and one being sent, 20 descriptors each
+        assert held <= 20 * (MAX_FETCHES_HELD + 1) + 5, f"{held} descriptors held"
+        asyncio.run(_answers_an_honest_client(broker))
+    finally:
+        sock.close()
