@@ -50,6 +50,7 @@ class TopicConfig(KlammConfig):
     flush_ms: int = Field(NEVER, ge=0)
     max_message_bytes: int = Field(1024 * 1024 + 12, ge=0)
     message_timestamp_type: TimestampType = "CreateTime"
+    message_timestamp_difference_max_ms: int = Field(NEVER, ge=0)
     min_insync_replicas: int = Field(1, ge=1)
     unclean_leader_election_enable: bool = False
 
@@ -119,6 +120,7 @@ class BrokerConfig(KlammConfig):
     log_flush_interval_ms: int = Field(NEVER, ge=0)
     log_flush_scheduler_interval_ms: int = Field(1000, ge=1)
     log_message_timestamp_type: TimestampType = "CreateTime"
+    log_message_timestamp_difference_max_ms: int = Field(NEVER, ge=0)
     min_insync_replicas: int = Field(1, ge=1)
     unclean_leader_election_enable: bool = False
     shutdown_timeout_ms: int = Field(30_000, ge=0)
@@ -175,6 +177,7 @@ class BrokerConfig(KlammConfig):
             flush_ms=self.log_flush_interval_ms,
             max_message_bytes=self.message_max_bytes,
             message_timestamp_type=self.log_message_timestamp_type,
+            message_timestamp_difference_max_ms=self.log_message_timestamp_difference_max_ms,
             min_insync_replicas=self.min_insync_replicas,
             unclean_leader_election_enable=self.unclean_leader_election_enable,
         )

@@ -10,6 +10,7 @@ from klamm.protocol.records import CorruptBatch
 from klamm.zk.errors import ZkError
 
 from .log import LogStorageError, OffsetOutOfRange, RecordTooLarge
+from .log.errors import InvalidRecord, InvalidTimestamp
 from .log.dir_health import LogDirOffline
 from .report_limiter import ReportLimiter
 
@@ -52,6 +53,10 @@ def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:
         return ErrorCode.OFFSET_OUT_OF_RANGE, str(exc)
     if isinstance(exc, RecordTooLarge):
         return ErrorCode.MESSAGE_TOO_LARGE, str(exc)
+    if isinstance(exc, InvalidRecord):
+        return ErrorCode.INVALID_RECORD, str(exc)
+    if isinstance(exc, InvalidTimestamp):
+        return ErrorCode.INVALID_TIMESTAMP, str(exc)
     if isinstance(exc, LogDirOffline):  # said once, when the dir went offline
         return ErrorCode.STORAGE_ERROR, str(exc)
     if isinstance(exc, LogStorageError):

@@ -34,6 +34,7 @@ class ErrorCode(IntEnum):
     REBALANCE_IN_PROGRESS = 27
     TOPIC_AUTHORIZATION_FAILED = 29
     GROUP_AUTHORIZATION_FAILED = 30
+    INVALID_TIMESTAMP = 32
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
@@ -50,6 +51,7 @@ class ErrorCode(IntEnum):
     FENCED_LEADER_EPOCH = 74
     UNKNOWN_LEADER_EPOCH = 76
     STALE_BROKER_EPOCH = 77
+    INVALID_RECORD = 87
     INVALID_UPDATE_VERSION = 95
     INELIGIBLE_REPLICA = 107
     UNKNOWN_API = 1001
@@ -80,6 +82,13 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
         True, "this broker does not lead the partition; refresh metadata and retry"),
     ErrorCode.REQUEST_TIMED_OUT: ErrorInfo(
         True, "the request timed out on the broker; retry or raise request.timeout.ms"),
+    ErrorCode.INVALID_TIMESTAMP: ErrorInfo(
+        False, "a record's timestamp is further from the broker's clock than the topic's "
+               "message.timestamp.difference.max.ms allows; fix the producer's clock or "
+               "timestamps"),
+    ErrorCode.INVALID_RECORD: ErrorInfo(
+        False, "the broker refused a record batch that does not match its header or the "
+               "topic's rules; nothing of it was stored"),
     ErrorCode.MESSAGE_TOO_LARGE: ErrorInfo(
         False, "a record batch exceeds the topic's max.message.bytes; send smaller "
                "records or raise max.message.bytes on the topic"),
@@ -216,6 +225,16 @@ class RequestTimedOutError(KlammError):
 
 class MessageTooLargeError(KlammError):
     code = ErrorCode.MESSAGE_TOO_LARGE
+    retriable = False
+
+
+class InvalidTimestampError(KlammError):
+    code = ErrorCode.INVALID_TIMESTAMP
+    retriable = False
+
+
+class InvalidRecordError(KlammError):
+    code = ErrorCode.INVALID_RECORD
     retriable = False
 
 
@@ -388,6 +407,8 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     NotLeaderOrFollowerError,
     RequestTimedOutError,
     MessageTooLargeError,
+    InvalidTimestampError,
+    InvalidRecordError,
     StaleControllerEpochError,
     CoordinatorNotAvailableError,
     NotCoordinatorError,

@@ -23,7 +23,9 @@ A batch is a fixed 61-byte header followed by the records section::
 
 The CRC starts after the fields the leader stamps (base offset, length, leader epoch), so
 stamping never forces a recomputation. The broker only ever looks at headers; records are
-decoded by clients and by compaction. All functions here are pure.
+decoded by clients, by compaction, and to check producer batches of compacted topics. A
+compressed section inflates to at most ``inflation_limit`` of its size. All functions here
+are pure.
 """
 
 from __future__ import annotations
@@ -241,8 +243,45 @@ def decode_records(buf: bytes | bytearray | memoryview, pos: int = 0,
     return [Record(base + r[0], first_ts + r[1], r[2], r[3], r[4]) for r in raw]
 
 
+def declared_record_count(section: bytes | memoryview, attributes: int) -> int | None:
+    """How many records an uncompressed records section holds, read from its msgpack array
+    header alone (no record is decoded); None for a compressed section."""
+    if attributes & CODEC_MASK or not len(section):
+        return None if attributes & CODEC_MASK else -1
+    first = section[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first == 0xDC and len(section) >= 3:
+        return int.from_bytes(section[1:3], "big")
+    if first == 0xDD and len(section) >= 5:
+        return int.from_bytes(section[1:5], "big")
+    return -1  # not an array
+
+
+def check_records(buf: bytes | bytearray | memoryview, pos: int, header: BatchHeader, *,
+                  keys_required: bool) -> None:
+    """Decode a batch's records (bounded decompression) and check them against the header:
+    as many records as ``records_count``, offset deltas 0..n-1, and with ``keys_required``
+    (a compacted topic) a key on each. Raises CorruptBatch naming the first problem."""
+    section = memoryview(buf)[pos + HEADER_SIZE:pos + header.size]
+    raw = decode_raw_records(section, header.attributes)
+    if len(raw) != header.records_count:
+        raise CorruptBatch(f"batch header says {header.records_count} records but it holds "
+                           f"{len(raw)}")
+    for i, rec in enumerate(raw):
+        if not (isinstance(rec, tuple) and len(rec) == 5 and rec[0] == i
+                and type(rec[1]) is int and isinstance(rec[2], (bytes, type(None)))
+                and isinstance(rec[3], (bytes, type(None)))):
+            raise CorruptBatch(f"record {i} of the batch is not [offset delta {i}, timestamp "
+                               f"delta, key, value, headers]")
+        if keys_required and rec[2] is None:
+            raise CorruptBatch(f"record {i} has no key; a compacted topic (cleanup.policy="
+                               f"compact) keeps records by key, so every record needs one")
+
+
 def decode_raw_records(section: bytes | memoryview, attributes: int) -> tuple[Any, ...]:
-    """The records section as a tuple of ``(offset_delta, ts_delta, key, value, headers)``."""
+    """The records section as a tuple of ``(offset_delta, ts_delta, key, value, headers)``;
+    a compressed section inflates at most to ``inflation_limit`` of its size."""
     codec = attributes & CODEC_MASK
     try:
         data = section if codec == 0 else decompress(codec, section)

@@ -1,6 +1,7 @@
 """Log compaction for ``cleanup.policy=compact``: keep the latest record per key.
 
-The one place in the broker that decodes records. A pass over a log:
+With the produce-time check of compacted topics (``PartitionLog``), the one place in the
+broker that decodes records (decompression bounded by ``inflation_limit``). A pass over a log:
 
 1. on the event loop, pick the cleanable segments - every inactive segment, oldest first,
    stopping at the first one younger than ``min.compaction.lag.ms`` - and ``dup()`` their
@@ -16,7 +17,10 @@ The one place in the broker that decodes records. A pass over a log:
    log did not change meanwhile (same segment objects, sizes and generation); otherwise the
    rewrite is discarded and the next pass starts over.
 
-Segments are not merged, so compacted logs keep their segment count.
+Segments are not merged, so compacted logs keep their segment count. A batch whose CRC holds
+but whose records cannot be decoded (stored before the produce-time check existed, or by a
+follower from such a leader) makes its log uncleanable until restart: one ERROR line, and the
+other logs are compacted as before.
 Not thread-safe as an object; one ``LogCleaner`` serves all logs from the event loop.
 """
 
@@ -27,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
 from klamm.protocol.compression import Compression
@@ -68,6 +73,7 @@ class CompactionResult:
 class _LogState:
     cleaned_upto: int = -1  # upper offset of the last cleaned range
     next_expiry_ms: int = NO_EXPIRY
+    uncleanable: bool = False  # a batch here cannot be decoded: never compacted again
 
 
 def _timestamp_of(header: BatchHeader, ts_delta: int) -> int:
@@ -80,6 +86,11 @@ class CompactionAborted(Exception):
     """A source segment was torn, corrupt or changed during the pass."""
 
 
+class UncleanableLog(CompactionAborted):
+    """A batch whose CRC holds but whose records cannot be decoded: the log cannot be
+    compacted past it, now or later (Kafka marks such partitions uncleanable)."""
+
+
 def _batches(src: SourceSegment) -> Iterator[tuple[int, BatchHeader, memoryview]]:
     try:
         yield from read_batch_bytes(src.fd, src.size, validate=True)
@@ -88,6 +99,18 @@ def _batches(src: SourceSegment) -> Iterator[tuple[int, BatchHeader, memoryview]
                                 f"{stop.reason}") from None
     except CorruptBatch as exc:
         raise CompactionAborted(f"segment {src.base_offset}: {exc}") from None
+
+
+def _records(src: SourceSegment, header: BatchHeader, data: memoryview) -> tuple[Any, ...]:
+    try:
+        raw = decode_raw_records(data[HEADER_SIZE:], header.attributes)
+        if not all(isinstance(r, tuple) and len(r) == 5 and type(r[0]) is int for r in raw):
+            raise CorruptBatch("a record is not [offset delta, timestamp delta, key, value, "
+                               "headers]")
+        return raw
+    except CorruptBatch as exc:
+        raise UncleanableLog(f"batch at offset {header.base_offset} in segment "
+                             f"{src.base_offset}: {exc}") from None
 
 
 def compact_segments(directory: str, sources: list[SourceSegment], now_ms: int,
@@ -104,7 +127,7 @@ def compact_segments(directory: str, sources: list[SourceSegment], now_ms: int,
                 if header.attributes & CONTROL_FLAG:
                     continue
                 base = header.base_offset
-                for rec in decode_raw_records(data[HEADER_SIZE:], header.attributes):
+                for rec in _records(src, header, data):
                     if rec[2] is not None:
                         latest[rec[2]] = base + rec[0]
         horizon = now_ms - delete_retention_ms
@@ -141,7 +164,7 @@ def _rewrite(src: SourceSegment, latest: dict[bytes, int], horizon: int,
         if header.attributes & CONTROL_FLAG:
             out.append(bytes(data))
             continue
-        raw = decode_raw_records(data[HEADER_SIZE:], header.attributes)
+        raw = _records(src, header, data)
         base = header.base_offset
         kept = []
         for rec in raw:
@@ -193,6 +216,8 @@ class LogCleaner:
             return 0
         upper = plog.segments[len(candidates)].base_offset
         state = self._state.setdefault(id(plog), _LogState())
+        if state.uncleanable:
+            return 0
         if not force and upper <= state.cleaned_upto and now_ms < state.next_expiry_ms:
             return 0
         generation = plog.generation
@@ -202,6 +227,12 @@ class LogCleaner:
         try:
             result = await loop.run_in_executor(None, compact_segments, plog.dir, sources,
                                                 now_ms, plog.config.delete_retention_ms)
+        except UncleanableLog as exc:
+            state.uncleanable = True
+            log.error("%s cannot be compacted: %s. It is skipped until the broker restarts; "
+                      "its records are still served. Other logs are compacted as usual",
+                      plog.dir, exc)
+            return 0
         except CompactionAborted as exc:
             log.warning("compaction of %s aborted: %s", plog.dir, exc)
             return 0

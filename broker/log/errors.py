@@ -15,6 +15,17 @@ class RecordTooLarge(Exception):
     """One batch exceeds the topic's ``max.message.bytes`` (-> MESSAGE_TOO_LARGE)."""
 
 
+class InvalidRecord(Exception):
+    """A producer batch breaks a rule no retry can fix: flags of a transactional producer,
+    records that do not match the header, a record without a key on a compacted topic
+    (-> INVALID_RECORD)."""
+
+
+class InvalidTimestamp(Exception):
+    """A producer batch's timestamp is beyond ``message.timestamp.difference.max.ms``
+    (-> INVALID_TIMESTAMP)."""
+
+
 class LogStorageError(Exception):
     """An OSError while writing or syncing (ENOSPC, EIO); nothing partial remains in the log."""
 

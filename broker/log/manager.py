@@ -216,7 +216,12 @@ class LogManager:
         """Compact every log of a topic with ``cleanup.policy=compact``."""
         for plog in self.logs():
             if plog.config.compact and not plog.closed:
-                await self.cleaner.clean(plog)
+                try:
+                    await self.cleaner.clean(plog)
+                except Exception as exc:  # one log's failure must not stop the others
+                    if self.health.observe(exc):
+                        return
+                    log.exception("compaction of %s failed; the other logs go on", plog.dir)
 
     def _snapshot(self) -> tuple[dict[TopicPartition, int], ...]:
         logs = [(k, v) for k, v in self._logs.items() if not v.closed]

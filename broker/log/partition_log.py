@@ -36,17 +36,23 @@ import struct
 import time
 from collections.abc import Callable
 
-from klamm.broker.config import TopicConfig
+from klamm.broker.config import NEVER, TopicConfig
 from klamm.protocol.records import (
-    CorruptBatch,
+    CONTROL_FLAG,
+    HEADER_SIZE,
+    TRANSACTIONAL_FLAG,
     BatchHeader,
+    CorruptBatch,
+    check_records,
+    declared_record_count,
     set_log_append_time,
     stamp,
     validate_batch,
 )
 
 from .dir_health import LogDirHealth
-from .errors import LogStorageError, OffsetOutOfRange, RecordTooLarge, UnexpectedAppendOffset
+from .errors import (InvalidRecord, InvalidTimestamp, LogStorageError, OffsetOutOfRange,
+                     RecordTooLarge, UnexpectedAppendOffset)
 from .files import fsync_dir, remove_quietly
 from .leader_epoch import LeaderEpochCache
 from .loader import load_log
@@ -152,6 +158,7 @@ class PartitionLog:
         out: list[tuple[int, BatchHeader]] = []
         pos = 0
         end = len(view)
+        now_ms = self._now_ms()
         while pos < end:
             header = validate_batch(view, pos)
             if header.size > limit:
@@ -159,15 +166,48 @@ class PartitionLog:
                     f"batch of {header.size} bytes exceeds max.message.bytes={limit} of "
                     f"{self.topic}; raise the topic's max.message.bytes or lower the "
                     f"producer's batch.size")
-            if producer and header.last_offset_delta != header.records_count - 1:
-                raise CorruptBatch(f"batch of {header.records_count} records has last offset "
-                                   f"delta {header.last_offset_delta}; offsets must be dense")
+            if producer:
+                self._check_producer_batch(view, pos, header, now_ms)
             out.append((pos, header))
             pos += header.size
         if producer and end > self.config.segment_bytes:
             raise RecordTooLarge(f"append of {end} bytes exceeds segment.bytes="
                                  f"{self.config.segment_bytes} of {self.topic}")
         return out
+
+    def _check_producer_batch(self, view: memoryview, pos: int, header: BatchHeader,
+                              now_ms: int) -> None:
+        """What Kafka refuses from a producer, from the header alone, except that a
+        compacted topic's records are decoded (bounded) and checked too, as Kafka does:
+        dense offsets, no transactional or control flags (no transactions here), timestamps
+        within message.timestamp.difference.max.ms, the record count of an uncompressed
+        batch, and on a compacted topic a key on every record."""
+        if header.last_offset_delta != header.records_count - 1:
+            raise InvalidRecord(f"batch of {header.records_count} records has last offset "
+                                f"delta {header.last_offset_delta}; offsets must be dense")
+        if header.attributes & (TRANSACTIONAL_FLAG | CONTROL_FLAG):
+            raise InvalidRecord("the batch is flagged transactional or control; only a "
+                                "transactional producer may send those, and this broker has "
+                                "no transactions")
+        config = self.config
+        limit = config.message_timestamp_difference_max_ms
+        if config.message_timestamp_type == "CreateTime" and limit < NEVER:
+            for ts in (header.first_timestamp, header.max_timestamp):
+                if abs(now_ms - ts) > limit:
+                    raise InvalidTimestamp(
+                        f"timestamp {ts} is {abs(now_ms - ts)} ms from the broker's clock; "
+                        f"{self.topic} allows {limit} (message.timestamp.difference.max.ms)")
+        if config.compact:
+            try:
+                check_records(view, pos, header, keys_required=True)
+            except CorruptBatch as exc:
+                raise InvalidRecord(str(exc)) from None
+            return
+        section = view[pos + HEADER_SIZE:pos + header.size]
+        count = declared_record_count(section, header.attributes)
+        if count is not None and count != header.records_count:
+            raise InvalidRecord(f"batch header says {header.records_count} records but its "
+                                f"records section holds {count}")
 
     def append(self, payload: bytes | bytearray | memoryview, leader_epoch: int) -> AppendInfo:
         """Append producer batches as the leader: validate all, assign offsets, stamp the

@@ -79,3 +79,41 @@ def test_garbage_records_section_is_reported_as_corrupt() -> None:
     packed[HEADER_SIZE] ^= 0xFF  # the zstd frame magic
     with pytest.raises(CorruptBatch, match="decompress"):
         decode_records(packed)
+
+
+def test_a_section_is_never_inflated_past_its_limit_whatever_it_declares() -> None:
+    """Before, a 2 KB zstd batch declaring a huge size was inflated in full (1.2 GB)."""
+    from klamm.protocol.compression import CompressionError, compress, decompress
+    from tests.support.batches import zstd_bomb
+
+    bomb = zstd_bomb(300 << 20)
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(CompressionError, match="inflates past"):
+        decompress(Compression.ZSTD, bomb)
+    for codec in (Compression.GZIP, Compression.LZ4):
+        with pytest.raises(CompressionError, match="inflates past"):
+            decompress(codec, compress(codec, bytes(64 << 20)), limit=1 << 20)
+    assert decompress(Compression.ZSTD, compress(Compression.ZSTD, b"ok" * 1000)) == b"ok" * 1000
+
+
+def test_check_records_compares_the_records_with_their_header() -> None:
+    import msgpack
+
+    from klamm.protocol.records import check_records, declared_record_count
+    from tests.support.batches import forged_batch
+
+    two = msgpack.packb([[0, 0, b"k", b"v", ()], [1, 0, b"k", b"w", ()]])
+    assert declared_record_count(two, 0) == 2
+    assert declared_record_count(msgpack.packb([[0, 0, None, b"", ()]] * 300), 0) == 300
+    fine = forged_batch(two, count=2)
+    check_records(fine, 0, validate_batch(fine), keys_required=True)
+    lying = forged_batch(two, count=3)
+    with pytest.raises(CorruptBatch, match="says 3 records but it holds 2"):
+        check_records(lying, 0, validate_batch(lying), keys_required=False)
+    keyless = forged_batch(msgpack.packb([[0, 0, None, b"v", ()]]), count=1)
+    with pytest.raises(CorruptBatch, match="no key"):
+        check_records(keyless, 0, validate_batch(keyless), keys_required=True)
+    check_records(keyless, 0, validate_batch(keyless), keys_required=False)
+    skewed = forged_batch(msgpack.packb([[5, 0, b"k", b"v", ()]]), count=1)
+    with pytest.raises(CorruptBatch, match="record 0"):
+        check_records(skewed, 0, validate_batch(skewed), keys_required=False)

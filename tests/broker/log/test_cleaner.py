@@ -112,3 +112,41 @@ async def test_cleaner_leaves_delete_policy_topics_alone(open_log: OpenLog,
     before = plog.size_bytes
     assert await LogCleaner(clock).clean(plog) == 0
     assert plog.size_bytes == before
+
+
+async def test_a_log_holding_an_undecodable_batch_is_skipped_and_the_others_compacted(
+        tmp_path, clock: FakeClock, caplog) -> None:
+    """Before, one batch with a valid CRC but undecodable records stopped all compaction
+    for ever, with a traceback every pass."""
+    import logging
+
+    from tests.broker.log.conftest import topic_config
+    from tests.support.batches import forged_batch
+
+    config = topic_config(cleanup_policy="compact", segment_bytes=1024,
+                          delete_retention_ms=DAY_MS)
+    poisoned = PartitionLog("poisoned", 0, str(tmp_path / "poisoned-0"), config, clock=clock)
+    healthy = PartitionLog("healthy", 0, str(tmp_path / "healthy-0"), config, clock=clock)
+    try:
+        write_history(healthy, clock)
+        # A follower stores what its leader sent (CRC checked, records not): a bad batch
+        # from a leader that stored it before produce-time checks existed.
+        garbage = forged_batch(b"\xc1" * 40, count=1, first_ts=clock.ms, max_ts=clock.ms)
+        poisoned.append_as_follower(garbage)
+        write_history(poisoned, clock)
+        size = poisoned.size_bytes
+        cleaner = LogCleaner(clock)
+        with caplog.at_level(logging.INFO, logger="klamm.broker.log"):
+            for _ in range(3):
+                for plog in (poisoned, healthy):
+                    await cleaner.clean(plog, force=True)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "cannot be compacted" in errors[0].getMessage()
+        assert "poisoned-0" in errors[0].getMessage() and "Traceback" not in caplog.text
+        assert "compacted" in caplog.text and "healthy-0" in caplog.text
+        assert poisoned.size_bytes == size  # left as it was, and still served
+        poisoned.update_high_watermark(poisoned.log_end_offset)
+        assert len(fetched_bytes(poisoned.read(0, 1 << 20))) == size
+    finally:
+        poisoned.close()
+        healthy.close()

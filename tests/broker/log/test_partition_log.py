@@ -391,3 +391,45 @@ def test_a_read_from_any_offset_starts_at_the_batch_holding_it_after_appends_tru
     check(reopened)  # unclean: recovery scans every batch
     reopened.append(batch(5), 0)
     check(reopened)
+
+
+def test_producer_batches_kafka_refuses_are_refused_with_nothing_written(
+        open_log: OpenLog) -> None:
+    import msgpack
+
+    from klamm.broker.log.errors import InvalidRecord, InvalidTimestamp
+    from klamm.protocol.records import TRANSACTIONAL_FLAG
+    from tests.support.batches import forged_batch
+
+    plog = open_log(message_timestamp_difference_max_ms=60_000)
+    one = msgpack.packb([[0, 0, b"k", b"v", ()]])
+    with pytest.raises(InvalidRecord, match="transactional"):
+        plog.append(forged_batch(one, count=1, attributes=TRANSACTIONAL_FLAG,
+                                 first_ts=T0, max_ts=T0), 0)
+    with pytest.raises(InvalidRecord, match="says 2 records but its records section holds 1"):
+        plog.append(forged_batch(one, count=2, first_ts=T0, max_ts=T0), 0)
+    with pytest.raises(InvalidTimestamp, match="message.timestamp.difference.max.ms"):
+        plog.append(forged_batch(one, count=1, first_ts=T0 - 3_600_000, max_ts=T0), 0)
+    assert plog.log_end_offset == 0 and plog.size_bytes == 0
+    assert plog.append(forged_batch(one, count=1, first_ts=T0, max_ts=T0), 0).base_offset == 0
+
+
+def test_a_compacted_topic_checks_every_record_with_bounded_decompression(
+        open_log: OpenLog) -> None:
+    """Before, a keyless record or a 2 KB zstd bomb was stored, and later stopped the
+    cleaner (a traceback every 15 s) or took it to 1.2 GB."""
+    import msgpack
+
+    from klamm.broker.log.errors import InvalidRecord
+    from klamm.protocol.compression import Compression
+    from tests.support.batches import forged_batch, zstd_bomb
+
+    plog = open_log(cleanup_policy="compact")
+    with pytest.raises(InvalidRecord, match="no key"):
+        plog.append(forged_batch(msgpack.packb([[0, 0, None, b"v", ()]]), count=1), 0)
+    with pytest.raises(InvalidRecord, match="inflates past"):
+        plog.append(forged_batch(zstd_bomb(300 << 20), count=1,
+                                 attributes=int(Compression.ZSTD)), 0)
+    assert plog.log_end_offset == 0
+    plog.append(batch(3, keys=[b"a", b"b", b"c"]), 0)
+    assert plog.log_end_offset == 3
