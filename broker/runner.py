@@ -5,13 +5,13 @@ waiting for the coordination service); the process exits 0 once logs are flushed
 checkpointed. The "listening on" line is printed only when the broker has joined the cluster
 and accepts connections, so scripts and tests can wait for it instead of sleeping. A broker
 that cannot start (a log dir of another broker or cluster, its id taken by a live broker, its
-port in use) prints one ``error:`` line and exits 1.
+port in use, a data dir it cannot use, a coordination address that is not one) prints one
+``error:`` line and exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 import sys
@@ -23,7 +23,7 @@ from klamm.zk.config import ZkConfig
 from .cluster.membership import BrokerIdClash
 from .config import BrokerConfig
 from .meta_properties import LogDirMismatch
-from .server import BrokerServer, StartAborted
+from .server import BrokerServer, CannotListen, StartAborted
 
 
 async def serve(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(),
@@ -46,15 +46,15 @@ async def serve(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(
         await server.stop()
         print("klamm broker stopped before it finished starting", flush=True)
         return
-    except (LogDirMismatch, BrokerIdClash, OSError, RuntimeError) as exc:
+    except (LogDirMismatch, BrokerIdClash, CannotListen, OSError, RuntimeError) as exc:
         await server.stop()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-            reason = ("the port is in use by another process; stop it, or pick another port "
-                      "with --listen HOST:PORT")
-        what = f"cannot listen on {config.host}:{config.port}: " if isinstance(exc, OSError) \
-            else ""
-        print(f"error: {what}{reason}", file=sys.stderr, flush=True)
+        if isinstance(exc, OSError):  # the data dir: missing, not a directory, not writable
+            where = exc.filename or config.log_dir
+            reason = (f"cannot use the data dir {config.log_dir} ({where}: "
+                      f"{exc.strerror or exc}); give a writable directory with --data-dir")
+        else:
+            reason = str(exc)
+        print(f"error: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
     metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
     print(f"klamm broker {config.broker_id} listening on {config.host}:{server.port} "

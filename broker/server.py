@@ -21,6 +21,7 @@ requests), ``Membership`` (registration). Handlers get the parts they use (``api
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -176,14 +177,22 @@ class BrokerServer:
                                   for key in self.apis}
         await self.logs.start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self), cfg.host, cfg.port, reuse_address=True,
-            backlog=1024)
+        try:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self), cfg.host, cfg.port, reuse_address=True,
+                backlog=1024)
+        except OSError as exc:
+            raise CannotListen(f"{cfg.host}:{cfg.port}", "--listen HOST:PORT", exc) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self.listening.set()
         if cfg.metrics_port is not None:
             from .metrics_http import serve_metrics
-            self._metrics_server = await serve_metrics(self.metrics, cfg.host, cfg.metrics_port)
+            try:
+                self._metrics_server = await serve_metrics(self.metrics, cfg.host,
+                                                           cfg.metrics_port)
+            except OSError as exc:
+                raise CannotListen(f"{cfg.host}:{cfg.metrics_port} (metrics.port)",
+                                   "--override metrics.port=PORT", exc) from exc
             self.metrics_port = self._metrics_server.sockets[0].getsockname()[1]
 
         self.membership = Membership(zk, store, self._registration)
@@ -446,6 +455,18 @@ class BrokerServer:
                                 f"malformed request body: {type(exc).__name__}: {exc}")
         code, message = error_code_of(exc)
         return _error_reply(code, message)
+
+
+class CannotListen(Exception):
+    """A port this broker must open is taken or not allowed; says which, and the option."""
+
+    def __init__(self, address: str, option: str, exc: OSError) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            why = (f"the port is in use by another process; stop it, or pick another port "
+                   f"with {option}")
+        else:
+            why = f"{exc.strerror or exc}; pick another address with {option}"
+        super().__init__(f"cannot listen on {address}: {why}")
 
 
 def _error_reply(code: ErrorCode, message: str) -> Reply:

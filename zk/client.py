@@ -153,6 +153,8 @@ class ZkClient:
             try:
                 await self._open_session(new=True)
                 break
+            except NotACoordinationServiceError:
+                raise  # a definite answer: waiting cannot make the peer a coordination service
             except (OSError, ZkError, asyncio.TimeoutError) as exc:
                 last = exc
                 await asyncio.sleep(0.05)

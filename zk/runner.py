@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -18,7 +19,17 @@ async def serve(config: ZkConfig) -> None:
     try:
         await server.start()
     except (RuntimeError, OSError) as exc:  # data dir in use or unreadable, port taken
-        print(f"error: cannot start the coordination service: {exc}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            reason = (f"cannot listen on {config.host}:{config.port}: the port is in use by "
+                      f"another process; stop it, or pick another port with --listen "
+                      f"HOST:PORT")
+        elif isinstance(exc, OSError) and exc.filename:
+            reason = f"cannot use {exc.filename}: {exc.strerror}"
+        elif isinstance(exc, OSError):
+            reason = f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        else:
+            reason = str(exc)
+        print(f"error: cannot start the coordination service: {reason}", file=sys.stderr)
         sys.exit(1)
     print(f"klamm zk listening on {config.host}:{server.port} (data in {config.data_dir})",
           flush=True)

@@ -93,7 +93,7 @@ def standalone(listen: str | None, data_dir: str | None, zk_listen: str | None,
       klamm standalone --data-dir ./klamm-data --listen 127.0.0.1:9092
       klamm standalone --zk-listen 127.0.0.1:2181
     """
-    _start(None, listen, data_dir or "./klamm-data", None, overrides, zk_listen,
+    _start(None, listen, data_dir, None, overrides, zk_listen,
            standalone=True)
 
 

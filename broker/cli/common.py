@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from .errors import fail
+from .errors import fail, stdout_closed
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,14 +35,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         stdout_closed()
     except Exception as exc:
         fail(exc)
-
-
-def stdout_closed() -> NoReturn:
-    """The reader of stdout went away (``klamm consume t | head -3``): end quietly with
-    exit 0, as Unix tools do, and keep Python from complaining when it flushes stdout."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(0)
 
 
 def client_config_options(kind: str) -> Callable[[F], F]:

@@ -20,7 +20,8 @@ from .common import bootstrap_option, client_config_options, client_settings, ru
 @click.option("--offset", type=str, metavar="O|earliest|latest",
               help="Start offset (needs --partition).")
 @click.option("--max-messages", type=int, help="Exit after this many records.")
-@click.option("--timeout-ms", type=int, help="Exit after this long without a record.")
+@click.option("--timeout-ms", type=click.IntRange(min=-1), help="Exit after this long "
+              "without a record (-1: never, as without the option).")
 @click.option("--print-key", is_flag=True, help="Print the key before the value.")
 @click.option("--key-separator", default="\t", show_default="a tab", metavar="SEP",
               help="Between key and value with --print-key.")
@@ -49,6 +50,9 @@ def consume(topic: str, bootstrap: str, from_beginning: bool, partition: int | N
         raise click.UsageError("--group needs consumer groups, which this broker version "
                                "does not have yet; use --partition/--offset or "
                                "--from-beginning")
+    if timeout_ms == 0:
+        raise click.BadParameter("must be -1 (never) or at least 1 ms; 0 would exit before "
+                                 "the first fetch could answer", param_hint="--timeout-ms")
     settings = client_settings({
         ("bootstrap", "bootstrap.servers"): bootstrap,
         ("from_beginning", "auto.offset.reset"): "earliest" if from_beginning else "latest"},
@@ -94,7 +98,7 @@ async def _consume(topic: str, settings: dict[str, Any], from_beginning: bool,
             consumer.seek(tps[0], int(offset))
         seen = 0
         out = sys.stdout
-        idle_ms = timeout_ms if timeout_ms is not None else None
+        idle_ms = None if timeout_ms in (None, -1) else timeout_ms
         while max_messages is None or seen < max_messages:
             wait = idle_ms if idle_ms is not None else 1000
             batch = await consumer.getmany(timeout_ms=wait)

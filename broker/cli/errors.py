@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -15,6 +16,8 @@ class CliError(click.ClickException):
 def run_cli(cli: click.Group, argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="klamm", standalone_mode=False)
+    except BrokenPipeError:  # printing the answer met a closed pipe (topics list | head -0)
+        stdout_closed()
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -37,6 +40,14 @@ def run_cli(cli: click.Group, argv: list[str] | None) -> None:
         fail(exc)
 
 
+def stdout_closed() -> NoReturn:
+    """The reader of stdout went away (``klamm consume t | head -3``): end quietly with
+    exit 0, as Unix tools do, and keep Python from complaining when it flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def fail(exc: BaseException) -> NoReturn:
     click.echo(f"error: {describe(exc)}", err=True)
     sys.exit(1)
@@ -47,8 +58,9 @@ def describe(exc: BaseException) -> str:
     from klamm.client.errors import ClientError
     from klamm.protocol.config import ConfigError
     from klamm.protocol.errors import KlammError
+    from klamm.zk.errors import ZkError
 
-    if isinstance(exc, (KlammError, ClientError, ConfigError)):
+    if isinstance(exc, (KlammError, ClientError, ConfigError, ZkError)):
         return str(exc)
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused ({exc}); is a broker running there?"

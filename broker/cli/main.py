@@ -7,7 +7,7 @@ import importlib
 import click
 
 from .broker import broker, standalone
-from .errors import run_cli
+from .errors import run_cli, stdout_closed
 
 
 # Subcommands living in their own modules: (module, attribute, the one line `klamm --help`
@@ -40,6 +40,12 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # before click's own handler, which exits 1
+            stdout_closed()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

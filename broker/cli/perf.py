@@ -130,7 +130,7 @@ def perf() -> None:
 @perf.command("produce")
 @click.argument("topic")
 @bootstrap_option
-@click.option("--num-records", type=int, required=True)
+@click.option("--num-records", type=click.IntRange(min=1), required=True)
 @click.option("--record-size", type=int, default=100, show_default=True)
 @click.option("--throughput", type=float, default=-1, show_default=True,
               help="Records/s to aim for; -1 for as fast as possible.")
@@ -217,7 +217,7 @@ async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_siz
 @perf.command("consume")
 @click.argument("topic")
 @bootstrap_option
-@click.option("--num-records", type=int, required=True)
+@click.option("--num-records", type=click.IntRange(min=1), required=True)
 @click.option("--fetch-max-bytes", type=int, default=50 * 1024 * 1024, show_default=True)
 @click.option("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024,
               show_default=True)
@@ -275,7 +275,7 @@ async def _perf_consume(topic: str, bootstrap: str, num_records: int, fetch_max_
 @perf.command("e2e")
 @click.argument("topic")
 @bootstrap_option
-@click.option("--num-records", type=int, required=True)
+@click.option("--num-records", type=click.IntRange(min=1), required=True)
 @click.option("--throughput", type=float, default=1000, show_default=True,
               help="Records/s to send.")
 @click.option("--record-size", type=int, default=100, show_default=True)
@@ -329,13 +329,19 @@ async def _perf_e2e(topic: str, bootstrap: str, num_records: int, throughput: fl
                 stats.progress("delivered")
 
         receiver = asyncio.ensure_future(receive())
-        throttle = Throttle(throughput)
-        stats.started = time.perf_counter()
-        for i in range(num_records):
-            if receiver.done():
-                break
-            await throttle.pace(i)
-            await producer.send(topic, STAMP.pack(time.perf_counter()) + padding, partition=0)
-        await asyncio.wait_for(receiver, timeout=60)
+        try:
+            throttle = Throttle(throughput)
+            stats.started = time.perf_counter()
+            for i in range(num_records):
+                if receiver.done():
+                    break
+                await throttle.pace(i)
+                await producer.send(topic, STAMP.pack(time.perf_counter()) + padding,
+                                    partition=0)
+            await asyncio.wait_for(asyncio.shield(receiver), timeout=60)
+        finally:  # interrupted or failed: the receiver's end is ours to collect
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+        receiver.result()
     return stats.summary()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import signal
 import sys
 import time
@@ -22,19 +23,44 @@ from typing import Any
 
 import click
 
-from .common import bootstrap_option, parse_kv, run
+from .common import bootstrap_option, parse_kv, run, stdout_closed
+
+
+class _Output:
+    """Where the JSON lines go; once its reader is gone (``| head``), the tool stops."""
+
+    closed = False
+    on_closed: Any = None
 
 
 def _emit(name: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"timestamp": int(time.time() * 1000), "name": name,
-                                 **fields}) + "\n")
-    sys.stdout.flush()
+    if _Output.closed:
+        return
+    try:
+        sys.stdout.write(json.dumps({"timestamp": int(time.time() * 1000), "name": name,
+                                     **fields}) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _Output.closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit stays quiet
+        if _Output.on_closed is not None:
+            _Output.on_closed()
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+def _stop_on_signals(stop: asyncio.Event, abandon: Any = None) -> None:
+    """The first SIGTERM/SIGINT stops cleanly (what was sent is waited for); a second one
+    calls ``abandon``: stop waiting, and report what is unacknowledged as failed."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set() and abandon is not None:
+            abandon()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+    _Output.on_closed = stop.set
 
 
 def _text(data: bytes | None) -> str | None:
@@ -76,8 +102,9 @@ async def _produce(topic: str, bootstrap: str, max_messages: int, throughput: fl
     from klamm.client import Producer
 
     stop = asyncio.Event()
-    _stop_on_signals(stop)
     producer = Producer(config, bootstrap_servers=bootstrap)
+    abandoned = asyncio.Event()
+    _stop_on_signals(stop, abandoned.set)
     await producer.start()
     counts = {"sent": 0, "acked": 0, "failed": 0}
     outstanding: set[Any] = set()
@@ -100,7 +127,7 @@ async def _produce(topic: str, bootstrap: str, max_messages: int, throughput: fl
             _emit("producer_send_error", exception=type(exc).__name__, message=str(exc),
                   topic=topic, key=key, value=value)
 
-    try:
+    async def send_all() -> None:
         await producer.partitions_for(topic)
         _emit("startup_complete")
         i = 0
@@ -122,11 +149,27 @@ async def _produce(topic: str, bootstrap: str, max_messages: int, throughput: fl
             all_done.clear()
             fut.add_done_callback(functools.partial(on_done, key, value))
             i += 1
+        if outstanding and stop.is_set() and not _Output.closed:
+            print(f"waiting for {len(outstanding)} unacknowledged record(s); interrupt again "
+                  f"to stop at once", file=sys.stderr, flush=True)
         await producer.flush()
         await all_done.wait()
+
+    try:
+        sending = asyncio.ensure_future(send_all())
+        give_up = asyncio.ensure_future(abandoned.wait())
+        await asyncio.wait({sending, give_up}, return_when=asyncio.FIRST_COMPLETED)
+        give_up.cancel()
+        if not sending.done():  # interrupted twice: what is unanswered fails, at once
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+        elif sending.exception() is not None:
+            raise sending.exception()  # type: ignore[misc]
     finally:
-        await producer.stop()
+        await producer.stop(timeout=0 if abandoned.is_set() else None)
     elapsed = max(time.monotonic() - started, 1e-9)
+    if _Output.closed:
+        stdout_closed()
     _emit("shutdown_complete")
     _emit("tool_data", sent=counts["sent"], acked=counts["acked"], failed=counts["failed"],
           target_throughput=throughput, avg_throughput=round(counts["sent"] / elapsed, 1))

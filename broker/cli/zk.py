@@ -66,8 +66,8 @@ def start(listen: str | None, data_dir: str | None, overrides: tuple[str, ...]) 
 async def _with_client(hosts: str, timeout_ms: int, action: Any) -> Any:
     from klamm.zk import ZkClient, ZkError
 
-    client = ZkClient(hosts, session_timeout_ms=timeout_ms)
     try:
+        client = ZkClient(hosts, session_timeout_ms=timeout_ms)
         await client.start(timeout=timeout_ms / 1000)
     except ZkError as exc:
         raise CliError(str(exc)) from None

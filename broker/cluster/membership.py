@@ -21,7 +21,8 @@ from typing import Any
 
 from klamm.zk.client import ZkClient
 from klamm.zk.coordination import Coordination, WatchFn
-from klamm.zk.errors import ConnectionLossError, NodeExistsError, ZkError
+from klamm.zk.errors import (BadArgumentsError, ConnectionLossError, NodeExistsError,
+                             NotACoordinationServiceError, ZkError)
 from klamm.zk.events import SessionState
 
 from .model import BrokerRegistration
@@ -40,17 +41,22 @@ async def connect(hosts: str, session_timeout_ms: int, broker_id: int,
     backoff = 0.1
     attempts = 0
     while not stopping.is_set():
-        client = ZkClient(hosts, session_timeout_ms=session_timeout_ms,
-                          client_id=f"broker-{broker_id}")
+        try:
+            client = ZkClient(hosts, session_timeout_ms=session_timeout_ms,
+                              client_id=f"broker-{broker_id}")
+        except BadArgumentsError as exc:
+            raise RuntimeError(f"zookeeper.connect={hosts!r}: {exc}") from None
         try:
             await client.start()
             if attempts:
                 log.info("reached the coordination service at %s", hosts)
             return client
+        except NotACoordinationServiceError as exc:  # retrying cannot change what it is
+            raise RuntimeError(f"zookeeper.connect={hosts}: {exc}") from None
         except ZkError as exc:
             attempts += 1
-            log.warning("cannot reach the coordination service at %s (%s); retrying in "
-                        "%.1f s (is `klamm zk start` running there?)", hosts, exc, backoff)
+            log.warning("cannot reach the coordination service at %s (%s); trying again "
+                        "(is `klamm zk start` running there?)", hosts, exc)
         try:
             await asyncio.wait_for(stopping.wait(), backoff)
         except TimeoutError:

@@ -139,8 +139,8 @@ class Fetcher:
             else:
                 self._failures.pop(node, None)
                 back = self.outages.succeeded(f"broker {node}", time.monotonic())
-                if back is not None:
-                    log.info("%s", back)
+                if back is not None:  # as loud as the outage line, so whoever saw it sees this
+                    log.warning("%s", back)
         except (ClientError, KlammError) as exc:
             if not self.closed:
                 self._backoff(node, str(exc))

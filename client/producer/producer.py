@@ -93,8 +93,12 @@ class Producer:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # Left because the task was cancelled (Ctrl-C): do not wait out delivery.timeout.ms
+        # for records nobody will look at; they fail with ProducerClosedError at once.
+        interrupted = exc_type is not None and issubclass(
+            exc_type, (asyncio.CancelledError, KeyboardInterrupt))
+        await self.stop(timeout=0 if interrupted else None)
 
     # ------------------------------------------------------------------ metadata
     async def partitions_for(self, topic: str) -> set[int]:

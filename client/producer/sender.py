@@ -262,8 +262,8 @@ class Sender:
 
     def _reached(self, peer: str) -> None:
         line = self.outages.succeeded(peer, time.monotonic())
-        if line is not None:
-            log.info("%s", line)
+        if line is not None:  # as loud as the outage line, so whoever saw it sees this
+            log.warning("%s", line)
 
     def abort(self, exc: BaseException) -> None:
         """A forced close: fail every record not yet acknowledged with ``exc`` (queued and

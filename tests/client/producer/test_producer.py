@@ -13,6 +13,7 @@ from klamm.client.errors import (BufferExhaustedError, InvalidTopicError, KlammT
                                  ProducerClosedError,
                                  MessageSizeTooLargeError, UnknownTopicOrPartitionError)
 from klamm.client.serializers import SerializationError
+from tests.support.polling import until
 from tests.support.raw import fetch_records
 
 
@@ -194,6 +195,33 @@ async def test_stop_with_a_timeout_fails_what_is_unanswered_and_keeps_what_was_a
     assert "never retrieved" not in caplog.text
     assert {r.offset: r.value for r in await fetch_records(broker.bootstrap, "s")}[
         kept.offset] == b"kept"
+
+
+async def test_a_cancelled_producer_block_does_not_wait_out_the_delivery_timeout(
+        proxied_broker) -> None:
+    """Before, Ctrl-C of `klamm perf produce` with the broker gone took 120 s: leaving
+    ``async with Producer`` by cancellation waited for delivery.timeout.ms."""
+    broker, proxy = proxied_broker
+    await make_topic(broker, "c")
+    unanswered: list = []
+
+    async def body() -> None:
+        async with Producer(bootstrap_servers=proxy.address, delivery_timeout_ms=120_000,
+                            request_timeout_ms=30_000) as producer:
+            await producer.send_and_wait("c", b"kept", partition=0)
+            proxy.stall("up")
+            unanswered.extend([await producer.send("c", b"x", partition=0) for _ in range(3)])
+            await asyncio.sleep(3600)  # until cancelled, as uvloop.run does on Ctrl-C
+
+    task = asyncio.ensure_future(body())
+    await until(lambda: len(unanswered) == 3)
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.get_running_loop().time() - started < 10
+    assert all(isinstance(f.exception(), ProducerClosedError) for f in unanswered)
+    proxy.resume()
 
 
 async def test_unreachable_leader_fails_records_after_delivery_timeout(proxied_broker) -> None:
