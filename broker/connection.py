@@ -133,7 +133,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         # and one such buffer is kept for the next (a produce is written to the log at once).
         self._reader = FrameReader(server.config.socket_request_max_bytes,
                                    scratch_bytes=64 * 1024, direct_threshold=16 * 1024,
-                                   spare_buffers=1, budget=self)
+                                   spare_buffers=1, budget=self,
+                                   spare_max_bytes=4 * 1024 * 1024)
         self._memory = server.request_memory
         self._granted = 0  # reserved for us by the pool while we waited, not yet taken
         self._receive_timeout = server.config.request_receive_timeout_ms / 1000

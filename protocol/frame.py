@@ -189,7 +189,9 @@ class FrameReader:
     view of that frame's buffer. Those buffers are reused once no view of them is left (a
     fresh multi-megabyte buffer per response costs page faults and zeroing on every fetch).
     After ``spare_idle_reads`` reads without a large frame the spares nobody views are let go,
-    so a consumer that caught up does not keep its catch-up buffers for ever.
+    so a consumer that caught up does not keep its catch-up buffers for ever; buffers over
+    ``spare_max_bytes`` are never kept (a broker does not hold a 60 MB request's buffer for
+    the connection's life).
 
     A large frame's buffer is an anonymous memory map: the kernel gives it pages as bytes
     arrive, so a peer that declares 100 MB and sends 9 bytes costs 9 bytes, not 100 MB. With
@@ -202,12 +204,14 @@ class FrameReader:
 
     __slots__ = ("_scratch", "_view", "_start", "_end", "_max", "_direct", "_big",
                  "_big_view", "_big_filled", "_big_meta", "_spares", "_spare_limit",
-                 "_idle_reads", "_idle_limit", "_budget", "_reserved", "blocked")
+                 "_idle_reads", "_idle_limit", "_budget", "_reserved", "blocked",
+                 "_spare_max")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  scratch_bytes: int = 256 * 1024, direct_threshold: int = 64 * 1024,
                  spare_buffers: int = 4, spare_idle_reads: int = 1024,
-                 budget: FrameBudget | None = None) -> None:
+                 budget: FrameBudget | None = None, spare_max_bytes: int | None = None
+                 ) -> None:
         self._scratch = bytearray(scratch_bytes)
         self._view = memoryview(self._scratch)
         self._start = 0  # first unparsed byte in scratch
@@ -220,6 +224,7 @@ class FrameReader:
         self._big_meta = 0
         self._spares: list[mmap.mmap] = []  # large-frame buffers, reusable when unviewed
         self._budget = budget
+        self._spare_max = spare_max_bytes  # larger buffers are not kept once their frame ends
         self._reserved = 0  # reserved from the budget for the large frame being read
         self.blocked = False  # the budget refused the next frame: read nothing more
         self._spare_limit = spare_buffers
@@ -318,6 +323,8 @@ class FrameReader:
                 return buf, memoryview(buf)[:size]
             smaller = i
         buf = mmap.mmap(-1, size)  # pages arrive as the bytes do
+        if self._spare_max is not None and size > self._spare_max:
+            return buf, memoryview(buf)  # used once: its pages go back when its views do
         if len(self._spares) < self._spare_limit:
             self._spares.append(buf)
         elif smaller >= 0:

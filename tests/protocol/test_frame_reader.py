@@ -193,3 +193,11 @@ def test_a_declared_size_costs_nothing_until_the_bytes_arrive() -> None:
         buf[:9] = struct.pack(">II", 100_000_004, 0) + b"x"
         assert reader.buffer_updated(9) == [] and reader.buffered == 1
     assert _rss() - before < 20 << 20  # five 100 MB claims, a few pages of memory
+
+
+def test_buffers_over_the_spare_limit_are_not_kept() -> None:
+    reader = FrameReader(scratch_bytes=4096, direct_threshold=1024, spare_max_bytes=20_000)
+    [big] = _receive(reader, encode_response(1, {}, b"a" * 50_000))
+    assert bytes(big) == b"a" * 50_000 and reader.spare_bytes == 0
+    [small] = _receive(reader, encode_response(2, {}, b"b" * 10_000))
+    assert bytes(small) == b"b" * 10_000 and reader.spare_bytes >= 10_000
