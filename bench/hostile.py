@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 
 from common import ROOT, ServerProcess, machine, replace_section
 
