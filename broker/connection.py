@@ -87,11 +87,13 @@ class PendingReply:
     ``on_cancel`` runs if the connection goes away first (to unpark whatever would resolve it).
     """
 
-    __slots__ = ("reply", "on_cancel", "_listener")
+    __slots__ = ("reply", "on_cancel", "on_hurry", "_listener")
 
     def __init__(self) -> None:
         self.reply: Reply | None = None
         self.on_cancel: Callable[[], None] | None = None
+        # Answer now with what there is (the peer half-closed: it will not wait).
+        self.on_hurry: Callable[[], None] | None = None
         self._listener: Callable[[], None] | None = None
 
     def resolve(self, reply: Reply) -> None:
@@ -150,6 +152,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._sending = False
         self._read_paused = False
         self._write_paused = False  # the transport's send buffer is over its high-water mark
+        self._peer_done = False  # the peer half-closed: close once every answer is out
         self._closed = False
         self.peer = "?"
         self._copy_below = server.config.sendfile_min_bytes
@@ -287,6 +290,21 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._pump()
         self._resume_if_drained()
 
+    def eof_received(self) -> bool:
+        """The peer half-closed or closed (sent everything it will send): answer what it
+        asked, parked fetches at once with what there is, then close. Kafka closes at once;
+        TCP lets a half-closed peer still read its answers, and a closed one costs nothing
+        more than those answers (its parked fetches do not wait out max_wait_ms)."""
+        self._peer_done = True
+        if self.idle and not self._backlog:
+            return False  # nothing owed: close now
+        for slot in list(self._queue):  # a parked fetch is answered now, not at max_wait
+            pending = slot.pending
+            if pending is not None and pending.reply is None and pending.on_hurry is not None:
+                hurry, pending.on_hurry = pending.on_hurry, None
+                hurry()
+        return True  # keep the write side open until the queue drains (see _pump)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         if self._stall_check is not None:
@@ -366,6 +384,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         if out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
         if not queue:
+            if self._peer_done and not self._backlog and not self._sending:
+                self._transport.close()  # the half-closed peer has every answer it asked for
+                return
             self._resume_if_drained()
             self.server.connection_idle()
 

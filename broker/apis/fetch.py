@@ -87,6 +87,7 @@ class FetchApi:
         waiters = self.replicas.replica_waiters if replica_id >= 0 else self.replicas.waiters
         parked = waiters.park(keys, min_bytes - size, max_wait_ms / 1000, answer)
         pending.on_cancel = parked.cancel
+        pending.on_hurry = parked.fire
         return pending
 
     def _record_follower(self, wanted: list[PartitionRequest], replica_id: int) -> None:

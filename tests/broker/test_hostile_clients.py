@@ -274,3 +274,23 @@ def test_pipelined_unread_fetches_hold_few_descriptors(broker: BrokerProcess) ->
         asyncio.run(_answers_an_honest_client(broker))
     finally:
         sock.close()
+
+
+def test_a_parked_fetch_of_a_half_closed_client_is_answered_then_closed(
+        broker: BrokerProcess) -> None:
+    """Before, a client that shut down its sending side lost its parked fetch unanswered."""
+    from klamm.protocol.frame import FrameDecoder, parse_response
+
+    sock = socket.create_connection(("127.0.0.1", broker.port), timeout=20)
+    try:
+        sock.sendall(encode_request(RequestHeader(ApiKey.FETCH, 0, 42, "half"),
+                                    fetch_body("t", 0, 8, max_wait_ms=300, min_bytes=1)))
+        sock.shutdown(socket.SHUT_WR)
+        decoder, answers, data = FrameDecoder(), [], b"x"
+        while data:
+            data = sock.recv(1 << 16)
+            answers += [parse_response(m, p) for m, p in decoder.feed(data)]
+        assert [a.correlation_id for a in answers] == [42]  # answered, then closed
+        assert answers[0].body["topics"][0]["partitions"][0]["error_code"] == 0
+    finally:
+        sock.close()
