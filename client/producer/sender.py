@@ -7,10 +7,11 @@ per partition. As in Kafka without idempotence, a retry with more than one reque
 can reorder a partition's batches; max.in.flight.requests.per.connection=1 keeps order through
 retries (a failed batch is retried before anything after it is sent).
 
-Failures: retriable codes and lost connections are retried after retry.backoff.ms until
-delivery.timeout.ms; others fail the batch's records with the mapped exception. A broker that
-cannot be reached is logged when the outage starts, every 30 s while it lasts and when it
-ends (OutageLog), not once per retry.
+Failures: retriable codes are retried after retry.backoff.ms, and lost connections after
+reconnect.backoff.ms doubling per consecutive failure of that broker up to
+reconnect.backoff.max.ms, until delivery.timeout.ms; others fail the batch's records with
+the mapped exception. A broker that cannot be reached is logged when the outage starts,
+every 30 s while it lasts and when it ends (OutageLog), not once per retry.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Sender:
         self._requests: set[asyncio.Task[None]] = set()
         self.sending: set[ProducerBatch] = set()  # batches inside a request right now
         self.outages = OutageLog()  # logs unreachable brokers per state change, not per retry
+        self._node_failures: dict[int, int] = {}  # consecutive connection failures per broker
         # Counters for Producer.metrics(), in records as Kafka counts them.
         self.records_sent = 0  # acknowledged (or written, with acks=0)
         self.retries = 0
@@ -166,13 +168,15 @@ class Sender:
                 return
             response = await conn.request(ApiKey.PRODUCE, body, payload,
                                           timeout=self.config.request_timeout_ms / 1000)
+            self._node_failures.pop(node, None)
             self._reached(f"broker {node}")
             self._handle_response(response.body, entries)
         except ClientError as exc:
             self._unreachable(f"broker {node}", f"produce request failed: {exc}")
             self._request_refresh()
+            backoff = self._reconnect_backoff(node)
             for _, batches in entries:
-                self._retry_or_fail(batches, exc)
+                self._retry_or_fail(batches, exc, backoff)
         except Exception as exc:  # a request-level broker error code
             for _, batches in entries:
                 self._retry_or_fail(batches, exc)
@@ -207,9 +211,22 @@ class Sender:
                 self._request_refresh()
             self._retry_or_fail(batches, exc)
 
-    def _retry_or_fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
+    def _reconnect_backoff(self, node: int) -> float:
+        """Seconds before retrying a broker that failed ``n`` times in a row: Kafka's
+        reconnect.backoff.ms doubling up to reconnect.backoff.max.ms, and never less than
+        retry.backoff.ms."""
+        failures = self._node_failures[node] = self._node_failures.get(node, 0) + 1
+        cfg = self.config
+        exponential = min(cfg.reconnect_backoff_max_ms,
+                          cfg.reconnect_backoff_ms * 2 ** min(failures - 1, 20))
+        return max(cfg.retry_backoff_ms, exponential) / 1000
+
+    def _retry_or_fail(self, batches: list[ProducerBatch], exc: BaseException,
+                       backoff_s: float | None = None) -> None:
         retriable = getattr(exc, "retriable", False)
         now = time.monotonic()
+        if backoff_s is None:
+            backoff_s = self.config.retry_backoff_ms / 1000
         for b in reversed(batches):
             if not retriable or b.attempts > self.config.retries:
                 self._fail(b, exc)
@@ -218,7 +235,7 @@ class Sender:
                 timeout.__cause__ = exc
                 self._fail(b, timeout)
             else:
-                b.retry_at = now + self.config.retry_backoff_ms / 1000
+                b.retry_at = now + backoff_s
                 b.last_error = exc
                 self.acc.requeue_front(b)
                 self.retries += len(b.records)

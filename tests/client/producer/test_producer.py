@@ -239,6 +239,26 @@ async def test_unreachable_leader_fails_records_after_delivery_timeout(proxied_b
     await producer.stop()
 
 
+async def test_an_unreachable_broker_is_retried_with_a_doubling_backoff(proxied_broker) -> None:
+    """Before, a refused connection was retried every retry.backoff.ms (1,774 attempts in
+    180 s); reconnect.backoff.ms was accepted and did nothing in the producer."""
+    broker, proxy = proxied_broker
+    await make_topic(broker, "b")
+    producer = Producer(bootstrap_servers=proxy.address, delivery_timeout_ms=3000,
+                        request_timeout_ms=1000, retry_backoff_ms=100,
+                        reconnect_backoff_ms=50, reconnect_backoff_max_ms=1000)
+    await producer.start()
+    await producer.partitions_for("b")
+    proxy.refusing = True
+    proxy.cut()
+    fut = await producer.send("b", b"lost", partition=0)
+    with pytest.raises(KlammTimeoutError):
+        await asyncio.wait_for(_wait(fut), timeout=10)
+    # 100, 100, 200, 400, 800, 1000 ms ... in 3 s: about 7 attempts (30 at a fixed 100 ms)
+    assert 2 <= fut.attempts <= 10, fut.attempts
+    await producer.stop()
+
+
 async def test_flush_waits_for_acknowledgements_and_callbacks_fire(broker: BrokerServer) -> None:
     await make_topic(broker, "f")
     seen: list[int] = []
