@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import socket
 import struct
 import time
@@ -102,7 +103,7 @@ def _send_until_blocked(sock: socket.socket, chunk: bytes, limit_bytes: int,
             blocked_since = blocked_since or now
             if now - blocked_since > 1.0:
                 break
-            time.sleep(0.005)
+            select.select([], [sock], [], 0.05)  # until the broker takes bytes again
     return sent
 
 

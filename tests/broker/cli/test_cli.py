@@ -22,14 +22,6 @@ def klamm(*args: str, stdin: str | None = None,
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def broker_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(str(tmp_path_factory.mktemp("cli") / "data"))
-    proc.start()
-    yield proc
-    proc.terminate()
-
-
 def test_produce_then_consume_round_trip_with_keys_and_headers(broker_proc) -> None:
     b = broker_proc.bootstrap
     assert klamm("topics", "create", "rt", "--partitions", "1", "-b", b).returncode == 0

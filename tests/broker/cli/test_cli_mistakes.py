@@ -9,23 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from tests.support.processes import BrokerProcess
 from tests.zk.processes import ZkProcess
 
 from .test_cli import klamm
-
-
-@pytest.fixture(scope="module")
-def broker_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(str(tmp_path_factory.mktemp("mistakes") / "data"))
-    proc.start()
-    yield proc
-    proc.terminate()
 
 
 def _cli(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
