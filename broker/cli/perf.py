@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from .common import bootstrap_option, run
+from .common import client_config_options, client_settings, bootstrap_option, run
 from .errors import CliError
 
 _VALUE = itemgetter(6)  # ConsumerRecord.value
@@ -86,8 +86,12 @@ def report(result: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
         click.echo(json.dumps(result))
         return
-    counted = (f" ({result['acknowledged']} acknowledged, {result['failed']} failed)"
-               if "acknowledged" in result else "")
+    if "acknowledged" not in result:
+        counted = ""
+    elif result["acknowledged"] is None:
+        counted = f" (acks=0: none acknowledged, {result['failed']} failed to be written)"
+    else:
+        counted = f" ({result['acknowledged']} acknowledged, {result['failed']} failed)"
     line = (f"{result['records']} records {verb}{counted}, {result['records_per_sec']:,.1f} "
             f"records/sec ({result['mb_per_sec']:.2f} MB/sec)")
     if not result["latency_ms_max"]:
@@ -145,35 +149,42 @@ def perf() -> None:
 @click.option("--compression", type=click.Choice(["none", "gzip", "lz4", "zstd"]),
               default="none", show_default=True, help="Batch compression (compression.type).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@client_config_options("producer")
 def perf_produce(topic: str, bootstrap: str, num_records: int, record_size: int,
                  throughput: float, acks: str, batch_size: int, linger_ms: int,
-                 compression: str, as_json: bool) -> None:
+                 compression: str, as_json: bool, config_file: str | None,
+                 properties: tuple[str, ...]) -> None:
     """Producer throughput and latency, like kafka-producer-perf-test.
 
     \b
     Example:
       klamm perf produce bench --num-records 1000000 --record-size 100 --acks 1
+      klamm perf produce bench --num-records 100000 --producer-property linger.ms=20
     """
-    result = run(_perf_produce(topic, bootstrap, num_records, record_size, throughput,
-                               -1 if acks == "all" else int(acks), batch_size, linger_ms,
-                               compression))
+    settings = client_settings({
+        ("bootstrap", "bootstrap.servers"): bootstrap,
+        ("acks", "acks"): -1 if acks == "all" else int(acks),
+        ("batch_size", "batch.size"): batch_size,
+        ("linger_ms", "linger.ms"): linger_ms,
+        ("compression", "compression.type"): compression,
+        ("batch_size", "max.request.size"): max(1 << 20, batch_size * 4)},
+        config_file, properties, "producer")
+    result = run(_perf_produce(topic, settings, num_records, record_size, throughput))
     report(result, as_json, "sent")
     if result["failed"]:
         raise CliError(f"{result['failed']} of {result['records']} records failed "
                        f"({result['acknowledged']} acknowledged): {result['last_error']}")
 
 
-async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_size: int,
-                        throughput: float, acks: int, batch_size: int, linger_ms: int,
-                        compression: str) -> dict[str, Any]:
+async def _perf_produce(topic: str, settings: dict[str, Any], num_records: int,
+                        record_size: int, throughput: float) -> dict[str, Any]:
     from klamm.client import Producer
 
     payload = os.urandom(record_size)
     stats = Stats(record_size)
     throttle = Throttle(throughput)
-    async with Producer(bootstrap_servers=bootstrap, acks=acks, batch_size=batch_size,
-                        linger_ms=linger_ms, compression_type=compression,
-                        max_request_size=max(1 << 20, batch_size * 4)) as producer:
+    async with Producer(settings) as producer:
+        acks = producer.config.acks
         await producer.partitions_for(topic)
         freeze_startup_objects()
         perf_counter = time.perf_counter
@@ -207,7 +218,8 @@ async def _perf_produce(topic: str, bootstrap: str, num_records: int, record_siz
         last_error = (errors[0] if errors else
                       last.exception() if last is not None else None)
     summary = stats.summary()
-    summary["acknowledged"] = counts["record_send_total"]
+    # acks=0: nothing is acknowledged; the count is of records written to the socket
+    summary["acknowledged"] = counts["record_send_total"] if acks != 0 else None
     summary["failed"] = counts["record_error_total"]
     summary["last_error"] = (str(last_error) if last_error else "see the broker log") \
         if summary["failed"] else None

@@ -309,6 +309,12 @@ def test_perf_produce_counts_acknowledged_and_failed_records(broker_proc) -> Non
     assert out.returncode == 1
     assert "3000 records sent (0 acknowledged, 3000 failed)" in out.stdout
     assert "error: 3000 of 3000 records failed (0 acknowledged): MESSAGE_TOO_LARGE" in out.stderr
+    # Any producer setting, as kafka-producer-perf-test's --producer-props; typed options win
+    out = klamm("perf", "produce", "perf-ok", "--num-records", "100", "--json", "-b", b,
+                "--producer-property", "linger.ms=1", "--producer-property", "nosuch=1")
+    assert out.returncode == 1 and "nosuch" in out.stderr
+    out = klamm("perf", "produce", "perf-ok", "--num-records", "100", "--acks", "0", "-b", b)
+    assert out.returncode == 0 and "acks=0: none acknowledged" in out.stdout, out.stdout
 
 
 _IMPORTED = """
