@@ -102,6 +102,24 @@ def decompress(codec: int, data: bytes | memoryview, limit: int | None = None) -
     raise CompressionError(f"unknown compression codec {codec}")
 
 
+def decompress_prefix(codec: int, data: bytes | memoryview, size: int) -> bytes:
+    """The first ``size`` bytes of the inflated section (fewer if it is shorter), inflating
+    nothing more: enough to read a header of the records without paying for the rest."""
+    try:
+        if codec == Compression.NONE:
+            return bytes(data[:size])
+        if codec == Compression.GZIP:
+            return zlib.decompressobj(31).decompress(data, size)
+        if codec == Compression.LZ4:
+            return lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=size)
+        if codec == Compression.ZSTD:
+            with _zstd_d.stream_reader(io.BytesIO(data)) as reader:
+                return reader.read(size)
+    except Exception as exc:
+        raise CompressionError(f"cannot decompress records section: {exc}") from None
+    raise CompressionError(f"unknown compression codec {codec}")
+
+
 def _too_large(codec: str, limit: int) -> CompressionError:
     return CompressionError(f"{codec} records section inflates past {limit} bytes (a "
                             f"decompression bomb, or a batch compressed more than "

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import msgpack
 from crc32c import crc32c
 
-from .compression import Compression, CompressionError, compress, decompress
+from .compression import Compression, CompressionError, compress, decompress, decompress_prefix
 
 MAGIC = 1
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -243,11 +243,18 @@ def decode_records(buf: bytes | bytearray | memoryview, pos: int = 0,
     return [Record(base + r[0], first_ts + r[1], r[2], r[3], r[4]) for r in raw]
 
 
-def declared_record_count(section: bytes | memoryview, attributes: int) -> int | None:
-    """How many records an uncompressed records section holds, read from its msgpack array
-    header alone (no record is decoded); None for a compressed section."""
-    if attributes & CODEC_MASK or not len(section):
-        return None if attributes & CODEC_MASK else -1
+def declared_record_count(section: bytes | memoryview, attributes: int) -> int:
+    """How many records a records section holds, read from its msgpack array header alone:
+    no record is decoded, and of a compressed section only the first 5 bytes are inflated.
+    -1 when the section does not start with an array header."""
+    codec = attributes & CODEC_MASK
+    if codec:
+        try:
+            section = decompress_prefix(codec, section, 5)
+        except CompressionError as exc:
+            raise CorruptBatch(str(exc)) from None
+    if not len(section):
+        return -1
     first = section[0]
     if 0x90 <= first <= 0x9F:
         return first & 0x0F

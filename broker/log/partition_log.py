@@ -180,8 +180,9 @@ class PartitionLog:
         """What Kafka refuses from a producer, from the header alone, except that a
         compacted topic's records are decoded (bounded) and checked too, as Kafka does:
         dense offsets, no transactional or control flags (no transactions here), timestamps
-        within message.timestamp.difference.max.ms, the record count of an uncompressed
-        batch, and on a compacted topic a key on every record."""
+        within message.timestamp.difference.max.ms, the record count (read from the records'
+        array header: 5 bytes inflated for a compressed batch), and on a compacted topic a
+        key on every record."""
         if header.last_offset_delta != header.records_count - 1:
             raise InvalidRecord(f"batch of {header.records_count} records has last offset "
                                 f"delta {header.last_offset_delta}; offsets must be dense")
@@ -204,8 +205,11 @@ class PartitionLog:
                 raise InvalidRecord(str(exc)) from None
             return
         section = view[pos + HEADER_SIZE:pos + header.size]
-        count = declared_record_count(section, header.attributes)
-        if count is not None and count != header.records_count:
+        try:
+            count = declared_record_count(section, header.attributes)
+        except CorruptBatch as exc:
+            raise InvalidRecord(str(exc)) from None
+        if count != header.records_count:
             raise InvalidRecord(f"batch header says {header.records_count} records but its "
                                 f"records section holds {count}")
 

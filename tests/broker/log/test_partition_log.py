@@ -408,6 +408,11 @@ def test_producer_batches_kafka_refuses_are_refused_with_nothing_written(
                                  first_ts=T0, max_ts=T0), 0)
     with pytest.raises(InvalidRecord, match="says 2 records but its records section holds 1"):
         plog.append(forged_batch(one, count=2, first_ts=T0, max_ts=T0), 0)
+    from klamm.protocol.compression import Compression, compress
+    for codec in (Compression.GZIP, Compression.LZ4, Compression.ZSTD):
+        with pytest.raises(InvalidRecord, match="says 2 records"):  # compressed: 5 bytes read
+            plog.append(forged_batch(compress(codec, one), count=2, attributes=int(codec),
+                                     first_ts=T0, max_ts=T0), 0)
     with pytest.raises(InvalidTimestamp, match="message.timestamp.difference.max.ms"):
         plog.append(forged_batch(one, count=1, first_ts=T0 - 3_600_000, max_ts=T0), 0)
     assert plog.log_end_offset == 0 and plog.size_bytes == 0
