@@ -34,12 +34,16 @@ def test_verifiable_producer_into_a_closed_pipe_ends_quietly(broker_proc) -> Non
     """Before: `verifiable-producer ... | head -1` printed a traceback per record."""
     proc = _cli("verifiable-producer", "vp-pipe", "--max-messages", "20000",
                 "-b", broker_proc.bootstrap)
-    assert proc.stdout is not None and proc.stderr is not None
-    assert b"startup_complete" in proc.stdout.readline()
-    proc.stdout.close()
-    code = proc.wait(timeout=120)
-    err = proc.stderr.read().decode()
-    assert code == 0 and "Traceback" not in err and len(err.splitlines()) < 5, err
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert b"startup_complete" in proc.stdout.readline()
+        proc.stdout.close()
+        code = proc.wait(timeout=120)
+        err = proc.stderr.read().decode()
+        assert code == 0 and "Traceback" not in err and len(err.splitlines()) < 5, err
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_second_interrupt_stops_the_verifiable_producer_at_once(tmp_path: Path) -> None:
@@ -47,21 +51,26 @@ def test_a_second_interrupt_stops_the_verifiable_producer_at_once(tmp_path: Path
     broker = BrokerProcess(str(tmp_path / "gone")).start()
     proc = _cli("verifiable-producer", "vp-int", "--throughput", "200",
                 "-b", broker.bootstrap)
-    assert proc.stdout is not None and proc.stderr is not None
-    assert b"startup_complete" in proc.stdout.readline()
-    broker.kill()
-    proc.send_signal(signal.SIGINT)
-    said = []
-    while not said or b"waiting for" not in said[-1]:  # the first interrupt was handled
-        line = proc.stderr.readline()
-        assert line, b"".join(said)
-        said.append(line)
-    proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    proc.wait(timeout=30)
-    out = proc.stdout.read().decode()
-    assert time.monotonic() - started < 20  # not delivery.timeout.ms (120 s)
-    assert '"name": "tool_data"' in out and "Traceback" not in proc.stderr.read().decode()
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert b"startup_complete" in proc.stdout.readline()
+        broker.kill()
+        proc.send_signal(signal.SIGINT)
+        said = []
+        while not said or b"waiting for" not in said[-1]:  # the first interrupt was handled
+            line = proc.stderr.readline()
+            assert line, b"".join(said)
+            said.append(line)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        proc.wait(timeout=30)
+        out = proc.stdout.read().decode()
+        assert time.monotonic() - started < 20  # not delivery.timeout.ms (120 s)
+        assert '"name": "tool_data"' in out and "Traceback" not in proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+        broker.kill()
 
 
 def test_coordination_addresses_that_are_wrong_are_named(tmp_path: Path,
