@@ -144,5 +144,8 @@ def replace_section(path: Path, section: str, heading: str) -> None:
     else:
         start = end = next((i for i, line in enumerate(lines)
                             if line.startswith("## Coordination service")), len(lines))
-    new = lines[:start] + section.rstrip("\n").split("\n") + [""] + lines[end:]
+    before = lines[:start]
+    if before and before[-1].strip():
+        before.append("")  # a blank line between the previous section and this one
+    new = before + section.rstrip("\n").split("\n") + [""] + lines[end:]
     path.write_text("\n".join(new).rstrip("\n") + "\n")
