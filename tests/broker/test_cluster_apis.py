@@ -418,6 +418,10 @@ async def test_follower_fetch_where_the_partition_is_not_led_or_not_hosted(
     r = await at_zero.call(ApiKey.FETCH, follower_fetch(1, [("both", 0, offset, 0)]))
     assert fetch_errors(r.body) == {("both", 0): 0}
     await at_zero.close()
+    # committed once broker 1's own fetcher has it too (it may be backing off on a loaded
+    # machine: the high watermark moves at its next fetch)
+    await until(lambda: zero.replicas.partitions[("both", 0)].high_watermark > offset,
+                timeout=30)
     assert await read_all(zero.bootstrap, "both") == {0: b"x"}
 
 
