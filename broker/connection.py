@@ -37,13 +37,13 @@ import asyncio
 import collections
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import FrameError, FrameReader, encode_response_head, parse_request
 
-from .sendfile import Region, ZeroCopyWriter
+from .reply import PendingReply, Reply
+from .sendfile import ZeroCopyWriter
 
 if TYPE_CHECKING:
     from .server import BrokerServer
@@ -57,62 +57,6 @@ WRITE_PIECE_BYTES = 256 * 1024
 # Fetch answers one connection may hold before its next request is handled: each may hold a
 # file descriptor per partition it answers with data, until it is sent.
 MAX_FETCHES_HELD = 4
-
-
-class Reply:
-    """An answer: a msgpack body plus optional raw bytes or file regions sent after it."""
-
-    __slots__ = ("body", "payload", "regions", "on_sent")
-
-    def __init__(self, body: Any, payload: bytes = b"", regions: Sequence[Region] = (),
-                 on_sent: Callable[[], None] | None = None) -> None:
-        self.body = body
-        self.payload = payload
-        self.regions = regions
-        self.on_sent = on_sent
-
-    @property
-    def payload_size(self) -> int:
-        return len(self.payload) + sum(r.size for r in self.regions)
-
-    def release(self) -> None:
-        if self.on_sent is not None:
-            self.on_sent()
-            self.on_sent = None
-
-
-class PendingReply:
-    """A reply that arrives later without a task: whoever makes it calls ``resolve`` once.
-
-    ``on_cancel`` runs if the connection goes away first (to unpark whatever would resolve it).
-    """
-
-    __slots__ = ("reply", "on_cancel", "on_hurry", "_listener")
-
-    def __init__(self) -> None:
-        self.reply: Reply | None = None
-        self.on_cancel: Callable[[], None] | None = None
-        # Answer now with what there is (the peer half-closed: it will not wait).
-        self.on_hurry: Callable[[], None] | None = None
-        self._listener: Callable[[], None] | None = None
-
-    def resolve(self, reply: Reply) -> None:
-        if self.reply is not None:
-            reply.release()
-            raise RuntimeError("a pending reply was resolved twice")
-        self.reply = reply
-        if self._listener is not None:
-            self._listener()
-
-    def cancel(self) -> None:
-        if self.reply is not None:
-            self.reply.release()
-        elif self.on_cancel is not None:
-            self.on_cancel()
-        self.on_cancel = self._listener = None
-
-
-HandlerResult = Reply | PendingReply | Awaitable[Reply] | None
 
 
 class _Slot:

@@ -45,7 +45,8 @@ from .cluster.membership import Membership, connect
 from .cluster.model import BrokerRegistration
 from .cluster.store import ClusterStore
 from .config import BrokerConfig, TopicConfig
-from .connection import ClientConnection, HandlerResult, PendingReply, Reply
+from .connection import ClientConnection
+from .reply import HandlerResult, PendingReply, Reply
 from .controller.controller import Controller
 from .controller_link import AlterPartitionQueue, ControllerLink, ControllerUnavailable
 from .data_dir_lock import DataDirLock

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import Request
 
-from ..connection import HandlerResult, Reply
+from ..reply import HandlerResult, Reply
 from .admin import AdminApi
 from .cluster import ControllerApi, ControllerEpochGuard, ControllerRequestsApi
 from .fetch import FetchApi

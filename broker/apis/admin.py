@@ -15,7 +15,7 @@ from klamm.protocol.frame import Request
 
 from . import fields
 from ..config import TopicConfig
-from ..connection import Reply
+from ..reply import Reply
 
 if TYPE_CHECKING:
     from ..config import BrokerConfig

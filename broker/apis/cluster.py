@@ -23,7 +23,7 @@ from klamm.protocol.frame import Request
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 
 from ..config import validate_topic_name
-from ..connection import HandlerResult, Reply
+from ..reply import HandlerResult, Reply
 
 if TYPE_CHECKING:
     from ..controller.controller import Controller

@@ -24,7 +24,7 @@ from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
 
 from . import fields
-from ..connection import HandlerResult, PendingReply, Reply
+from ..reply import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
 from ..fd_budget import FileDescriptorBudget
 from ..log import FileRegion

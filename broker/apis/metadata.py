@@ -21,7 +21,7 @@ from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
 
 from . import fields
-from ..connection import HandlerResult, Reply
+from ..reply import HandlerResult, Reply
 
 if TYPE_CHECKING:
     from ..config import BrokerConfig

@@ -11,7 +11,7 @@ from klamm.protocol.cluster_api import (EpochEndOffset, OffsetForLeaderEpochRequ
 from klamm.protocol.frame import Request
 from klamm.protocol.wire import from_wire, to_wire
 
-from ..connection import HandlerResult, Reply
+from ..reply import HandlerResult, Reply
 from . import fields
 from ..errors import error_code_of
 

@@ -18,7 +18,7 @@ from klamm.protocol.errors import ErrorCode, InvalidRequestError
 from klamm.protocol.frame import Request
 
 from . import fields
-from ..connection import HandlerResult, PendingReply, Reply
+from ..reply import HandlerResult, PendingReply, Reply
 from ..errors import error_code_of
 from ..produce_purgatory import DelayedProduce
 
