@@ -308,7 +308,12 @@ class Consumer:
         ts = EARLIEST_TIMESTAMP if strategy == "earliest" else LATEST_TIMESTAMP
         found = await self._list_offsets({tp: ts for tp in tps})
         for tp, (offset, _) in found.items():
-            self._subs.complete_reset(tp, epochs[tp], offset)
+            st = self._subs.partitions.get(tp)
+            replaced = st.reset_from if st is not None else None
+            if self._subs.complete_reset(tp, epochs[tp], offset) and replaced is not None:
+                # completes the warning given when the position was found out of range
+                log.warning("%s-%d: position reset from %d to %d (auto.offset.reset=%s)",
+                            tp.topic, tp.partition, replaced, offset, strategy)
         self._fetcher.data_ready.set()
 
     async def _resolve_positions(self) -> None:

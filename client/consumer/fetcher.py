@@ -227,7 +227,7 @@ class Fetcher:
                        if start is not None and offset < start else "")
                 log.warning("%s: position %d is out of the leader's log%s%s; resetting to "
                             "%s (auto.offset.reset)", name, offset, bounds, why, strategy)
-                self.subs.request_reset(tp, strategy)
+                self.subs.request_reset(tp, strategy, out_of_range=offset)
             return False
         if code in METADATA_ERRORS:
             log.info("%s: %s; refreshing metadata", name, ErrorCode(code).name)

@@ -27,6 +27,7 @@ class PartitionState:
     fetch_position: int | None = None
     paused: bool = False
     reset: ResetStrategy | None = None  # strategy of a pending reset; None: the default
+    reset_from: int | None = None  # the out-of-range position a pending reset replaces
     highwater: int | None = None
     last_stable_offset: int | None = None
     log_start_offset: int | None = None
@@ -72,12 +73,18 @@ class SubscriptionState:
         st = self.state(tp)
         st.position = st.fetch_position = offset
         st.reset = None
+        st.reset_from = None
         st.epoch += 1
 
-    def request_reset(self, tp: TopicPartition, strategy: ResetStrategy) -> None:
-        """Forget the position; the next poll looks up ``strategy``'s offset."""
+    def request_reset(self, tp: TopicPartition, strategy: ResetStrategy,
+                      out_of_range: int | None = None) -> None:
+        """Forget the position; the next poll looks up ``strategy``'s offset.
+        ``out_of_range``: the position the log no longer holds (said again once reset)."""
         st = self.state(tp)
         st.reset = strategy
+        if out_of_range is not None or st.position is not None:
+            # a new reset; the lookup of one already pending keeps what caused it
+            st.reset_from = out_of_range
         st.position = st.fetch_position = None
         st.epoch += 1
 
@@ -96,6 +103,7 @@ class SubscriptionState:
             return False
         st.position = st.fetch_position = offset
         st.reset = None
+        st.reset_from = None
         return True
 
     def advance(self, tp: TopicPartition, position: int) -> None:

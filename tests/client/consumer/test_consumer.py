@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import gc
 import threading
 
@@ -83,14 +84,18 @@ async def test_long_poll_delivers_as_soon_as_a_record_is_produced(
         assert [r.value for r in batch[TP]] == [b"42"]
 
 
-async def test_auto_offset_reset_policies(broker: BrokerServer) -> None:
+async def test_auto_offset_reset_policies(broker: BrokerServer,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     await fill(broker.bootstrap, 5)
     async with Consumer(bootstrap_servers=broker.bootstrap,
                         auto_offset_reset="earliest") as consumer:
         consumer.assign([TP])
         assert await read(consumer, 5) == [0, 1, 2, 3, 4]
         consumer.seek(TP, 100)  # beyond the log end: reset to earliest, read again
-        assert await read(consumer, 5) == [0, 1, 2, 3, 4]
+        with caplog.at_level(logging.WARNING, logger="klamm.client"):
+            assert await read(consumer, 5) == [0, 1, 2, 3, 4]
+        # the warning names the old and the new offset
+        assert "position reset from 100 to 0 (auto.offset.reset=earliest)" in caplog.text
     async with Consumer(bootstrap_servers=broker.bootstrap) as consumer:
         consumer.assign([TP])
         assert await consumer.position(TP) == 5  # latest by default
