@@ -149,3 +149,20 @@ def replace_section(path: Path, section: str, heading: str) -> None:
         before.append("")  # a blank line between the previous section and this one
     new = before + section.rstrip("\n").split("\n") + [""] + lines[end:]
     path.write_text("\n".join(new).rstrip("\n") + "\n")
+
+
+def write_keeping_other_sections(path: Path, document: str) -> None:
+    """Write ``document`` to ``path``, then append every ``## `` section the old file had
+    that ``document`` lacks (another benchmark's: results/ is not committed, so the file
+    itself is where they live)."""
+    def sections(text: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for chunk in ("\n" + text).split("\n## ")[1:]:
+            heading = "## " + chunk.split("\n", 1)[0]
+            out.append((heading, "## " + chunk.rstrip("\n")))
+        return out
+
+    old = path.read_text() if path.exists() else ""
+    have = {heading for heading, _ in sections(document)}
+    kept = [body for heading, body in sections(old) if heading not in have]
+    path.write_text("\n\n".join([document.rstrip("\n"), *kept]).rstrip("\n") + "\n")

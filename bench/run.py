@@ -11,7 +11,8 @@ of the machine are measured first, as ceilings to read the results against: how 
 single thread can write fresh pages into the page cache (the broker's append is that write),
 and the round trip of a minimal asyncio echo between two processes on loopback. Results are
 kept as JSON in bench/results/broker.json; the zk benchmark's results (bench/zk_bench.py)
-and the cluster benchmark's (bench/cluster_bench.py) are merged into BENCHMARKS.md when present.
+and the cluster benchmark's (bench/cluster_bench.py) are merged into BENCHMARKS.md when present,
+and every other section already in BENCHMARKS.md (written by another benchmark) is kept.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import RESULTS, ROOT, ServerProcess, machine, set_affinity, split_cpus
+from common import (RESULTS, ROOT, ServerProcess, machine, set_affinity, split_cpus,
+                    write_keeping_other_sections)
 
 @dataclass
 class Workload:
@@ -232,7 +234,8 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.render_only:
         saved = json.loads((RESULTS / "broker.json").read_text())
-        Path(opts.output).write_text(render(saved["machine"], saved["rows"], saved["command"]))
+        write_keeping_other_sections(Path(opts.output), render(saved["machine"], saved["rows"],
+                                                               saved["command"]))
         return
     info = machine()
     repeat = opts.repeat or (1 if opts.quick else 3)
@@ -273,7 +276,7 @@ def main() -> None:
         (f" --repeat {opts.repeat}" if opts.repeat else "")
     (RESULTS / "broker.json").write_text(json.dumps({"machine": info, "rows": rows,
                                                      "command": command}, indent=1))
-    Path(opts.output).write_text(render(info, rows, command))
+    write_keeping_other_sections(Path(opts.output), render(info, rows, command))
     print(f"wrote {opts.output}")
 
 
