@@ -428,25 +428,25 @@ class BrokerServer:
         try:
             result = spec.handler(request)
         except Exception as exc:
-            reply = self.error_reply_for(exc)
-            if reply.body["error_code"] == ErrorCode.INVALID_REQUEST:
-                report_invalid_request(self._invalid_reports, conn.peer,
-                                       _api_name(header.api_key),
-                                       reply.body["error_message"])
-            return reply
+            return self._failed(exc, conn.peer, header.api_key)
         if result is None or isinstance(result, (Reply, PendingReply)):
             return result
-        return self._reporting_invalid(result, conn.peer, header.api_key)
+        return self._awaited(result, conn.peer, header.api_key)
 
-    async def _reporting_invalid(self, work: Awaitable[Reply], peer: str, api_key: int) -> Reply:
+    async def _awaited(self, work: Awaitable[Reply], peer: str, api_key: int) -> Reply:
         try:
             return await work
         except Exception as exc:
-            reply = self.error_reply_for(exc)
-            if reply.body["error_code"] == ErrorCode.INVALID_REQUEST:
-                report_invalid_request(self._invalid_reports, peer, _api_name(api_key),
-                                       reply.body["error_message"])
-            return reply
+            return self._failed(exc, peer, api_key)
+
+    def _failed(self, exc: BaseException, peer: str, api_key: int) -> Reply:
+        """The error answer for a handler's exception; a malformed request is also logged,
+        in one rate-limited line."""
+        reply = self.error_reply_for(exc)
+        if reply.body["error_code"] == ErrorCode.INVALID_REQUEST:
+            report_invalid_request(self._invalid_reports, peer, _api_name(api_key),
+                                   reply.body["error_message"])
+        return reply
 
     def error_reply_for(self, exc: BaseException) -> Reply:
         if isinstance(exc, asyncio.CancelledError):

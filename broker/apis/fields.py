@@ -80,19 +80,19 @@ def sequence(obj: Mapping[str, Any], key: str, limit: int) -> Sequence[Any]:
 
 def entries(obj: Mapping[str, Any], key: str, limit: int) -> Sequence[Mapping[str, Any]]:
     """A list of maps, at most ``limit`` long."""
-    items = sequence(obj, key, limit)
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRequestError(f"each entry of {key!r} must be a map, got "
-                                      f"{_kind(item)}")
-    return items
+    return _each(obj, key, limit, dict, "a map")
 
 
 def strings(obj: Mapping[str, Any], key: str, limit: int) -> Sequence[str]:
+    return _each(obj, key, limit, str, "a string")
+
+
+def _each(obj: Mapping[str, Any], key: str, limit: int, kind: type, what: str
+          ) -> Sequence[Any]:
     items = sequence(obj, key, limit)
     for item in items:
-        if not isinstance(item, str):
-            raise InvalidRequestError(f"each entry of {key!r} must be a string, got "
+        if not isinstance(item, kind):
+            raise InvalidRequestError(f"each entry of {key!r} must be {what}, got "
                                       f"{_kind(item)}")
     return items
 
