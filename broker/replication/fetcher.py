@@ -12,16 +12,23 @@ end offset, appends the leader's batches byte for byte (CRC-checked, never re-st
 the leader's high watermark. The fetch offset tells the leader how far this follower got.
 
 A long-poll fetch is parked at the leader until new data arrives; when partitions are added
-while one is parked, the connection is closed and reopened so the newcomers need not wait for
-it (``replica.fetch.wait.max.ms``). Errors back a partition off for ``replica.fetch.backoff.ms``:
-the next LeaderAndIsr sets it right. Single-threaded (event loop).
+(or re-added in a new leader epoch) while one is parked, the connection is closed and reopened
+so the newcomers need not wait for it (``replica.fetch.wait.max.ms``). An error backs a partition off: the first retry comes after
+FIRST_RETRY_MS, each further one after twice the last, up to ``replica.fetch.backoff.ms``; a
+good answer starts the series over. While one is backed off, the others' fetch is parked no
+longer than until its retry is due. Most errors are a moment of disagreement that the next
+LeaderAndIsr sets right (a new topic's follower often asks before its leader has applied its
+own leadership and hears UNKNOWN_LEADER_EPOCH): with a fixed second of backoff, or a retry held
+behind a parked fetch, every acks=all produce to that partition waited that long.
+Single-threaded (event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +52,15 @@ PartitionKey = tuple[str, int]
 # Up to this many partitions backed off in one round get a log line each.
 REPORT_EACH = 3
 
+# The first retry of a partition after an error; each further one waits twice as long, up to
+# replica.fetch.backoff.ms.
+FIRST_RETRY_MS = 10
+
+
+def retry_delay_ms(failures: int, backoff_ms: int) -> int:
+    """How long a partition waits after its ``failures``-th error in a row (1 = the first)."""
+    return min(backoff_ms, FIRST_RETRY_MS << min(max(failures - 1, 0), 20))
+
 
 @dataclass(frozen=True, slots=True)
 class FetcherSettings:
@@ -63,6 +79,7 @@ class FetchState:
     leader_epoch: int
     truncating: bool = True
     delayed_until: float = 0.0
+    failures: int = 0  # errors in a row; the backoff grows with them
 
 
 class ReplicaFetcher:
@@ -87,8 +104,9 @@ class ReplicaFetcher:
     def add(self, partition: Partition, leader_epoch: int) -> None:
         self.states[partition.key] = FetchState(partition, leader_epoch)
         self._changed.set()
-        if partition.key not in self._asked and self._asked and self._conn is not None:
-            # a fetch is parked at the leader without this partition: start over now
+        if self._asked and self._conn is not None:
+            # a fetch is parked at the leader without this partition, or with it in an older
+            # leader epoch: start over now
             self._restarting = True
             self._conn.close()
 
@@ -181,22 +199,32 @@ class ReplicaFetcher:
 
     def _delay(self, state: FetchState, why: str) -> None:
         """Back ``state``'s partition off; the reason is logged when the round ends."""
-        state.delayed_until = asyncio.get_running_loop().time() + self.settings.backoff_ms / 1000
+        state.failures += 1
+        delay_ms = retry_delay_ms(state.failures, self.settings.backoff_ms)
+        state.delayed_until = asyncio.get_running_loop().time() + delay_ms / 1000
         self._delays.append((state, why))
 
     def _report_delays(self) -> None:
-        """One line per backed-off partition, or one for the round when many are (a leader
-        that has not yet applied its LeaderAndIsr refuses every partition at once)."""
+        """A line when a partition's trouble starts and one each time its backoff reaches
+        ``replica.fetch.backoff.ms`` (not one per quick retry); one line for the round when many
+        partitions start at once (a leader that has not applied its LeaderAndIsr refuses every
+        partition)."""
         delays, self._delays = self._delays, []
-        if len(delays) <= REPORT_EACH:
-            for state, why in delays:
+        backoff_ms = self.settings.backoff_ms
+        worth = [(s, why) for s, why in delays
+                 if s.failures == 1 or retry_delay_ms(s.failures, backoff_ms) == backoff_ms
+                 and retry_delay_ms(s.failures - 1, backoff_ms) < backoff_ms]
+        if len(worth) <= REPORT_EACH:
+            for state, why in worth:
                 log.info("%s-%d: %s; retrying in %d ms", state.partition.topic,
-                         state.partition.index, why, self.settings.backoff_ms)
-        elif delays:
-            state, why = delays[0]
-            log.info("%d partitions fetched from broker %d backed off for %d ms, e.g. %s-%d: %s",
-                     len(delays), self.source.node_id, self.settings.backoff_ms,
-                     state.partition.topic, state.partition.index, why)
+                         state.partition.index, why,
+                         retry_delay_ms(state.failures, backoff_ms))
+        else:
+            state, why = worth[0]
+            log.info("%d partitions fetched from broker %d backed off, e.g. %s-%d: %s; "
+                     "retrying in %d ms", len(worth), self.source.node_id,
+                     state.partition.topic, state.partition.index, why,
+                     retry_delay_ms(state.failures, backoff_ms))
 
     # ------------------------------------------------------------------ truncation
     async def _truncate(self, conn: BrokerConnection, states: list[FetchState]) -> None:
@@ -249,6 +277,7 @@ class ReplicaFetcher:
             agreed = False
         if target < before:
             self._truncate_log(plog, target, f"epoch {leader_epoch} ends at {end_offset} there")
+        state.failures = 0
         if agreed or plog.leader_epoch_cache.latest_epoch in (UNDEFINED_EPOCH, leader_epoch):
             state.truncating = False
 
@@ -268,7 +297,11 @@ class ReplicaFetcher:
                         self.source.node_id, why, end, before - 1)
 
     # ------------------------------------------------------------------ fetching
-    def _fetch_body(self, states: list[FetchState]) -> dict[str, Any]:
+    def _wait_ms(self, now: float) -> int:
+        return parked_wait_ms(self.settings.wait_max_ms,
+                              (s.delayed_until for s in self.states.values()), now)
+
+    def _fetch_body(self, states: list[FetchState], wait_ms: int) -> dict[str, Any]:
         topics: dict[str, list[dict[str, int]]] = {}
         for s in states:
             p = s.partition
@@ -277,17 +310,18 @@ class ReplicaFetcher:
                 "partition_max_bytes": self.settings.max_bytes,
                 "current_leader_epoch": s.leader_epoch})
         return {"replica_id": self.settings.broker_id,
-                "max_wait_ms": self.settings.wait_max_ms, "min_bytes": self.settings.min_bytes,
+                "max_wait_ms": wait_ms, "min_bytes": self.settings.min_bytes,
                 "max_bytes": self.settings.max_bytes,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]}
 
     async def _fetch(self, conn: BrokerConnection, states: list[FetchState]) -> None:
         asked = {s.partition.key: (s, s.partition.log.log_end_offset) for s in states}
         self._asked = set(asked)
+        wait_ms = self._wait_ms(asyncio.get_running_loop().time())
         try:
             response = await conn.request(
-                ApiKey.FETCH, self._fetch_body(states),
-                timeout=(self.settings.socket_timeout_ms + self.settings.wait_max_ms) / 1000)
+                ApiKey.FETCH, self._fetch_body(states, wait_ms),
+                timeout=(self.settings.socket_timeout_ms + wait_ms) / 1000)
         finally:
             self._asked = set()
         body = response.body
@@ -342,6 +376,7 @@ class ReplicaFetcher:
         except LogStorageError as exc:
             self._delay(state, f"cannot append: {exc}")
             return False
+        state.failures = 0
         return plog.needs_flush()
 
     def _out_of_range(self, state: FetchState, offset: int, leader_start: int,
@@ -363,6 +398,18 @@ def _code_name(code: int) -> str:
         return ErrorCode(code).name
     except ValueError:
         return str(code)
+
+
+def parked_wait_ms(wait_max_ms: int, delayed_until: Iterable[float], now: float) -> int:
+    """How long the leader may park a fetch: ``replica.fetch.wait.max.ms``, but no longer than
+    until the first backed-off partition (retry due at a ``delayed_until`` after ``now``, in
+    loop seconds) may be asked again: a fetch parked for the others would hold its retry back
+    for the whole wait."""
+    wait = wait_max_ms
+    for due in delayed_until:
+        if due > now:
+            wait = min(wait, max(1, math.ceil((due - now) * 1000)))
+    return wait
 
 
 class ReplicaFetcherManager:

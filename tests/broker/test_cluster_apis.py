@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from klamm.broker.cluster.model import LeaderIsr
+from klamm.broker.replication.fetcher import parked_wait_ms, retry_delay_ms
 from klamm.broker.server import BrokerServer
 from klamm.protocol.api import ApiKey
 from klamm.protocol.cluster_api import (NO_LEADER, AlterPartitionItem, AlterPartitionRequest,
@@ -473,6 +474,63 @@ async def test_follower_fetch_beyond_the_log_end_is_refused_and_is_no_progress(
     assert fetch_errors(r.body) == {("t", 0): 0}
     assert partition.followers[7].log_end_offset == 1 and partition.high_watermark == 1
     await conn.close()
+
+
+async def test_a_follower_ahead_of_its_leader_retries_soon_not_after_the_full_backoff(
+        broker: BrokerServer, broker_factory: Callable[..., Any]) -> None:
+    """A follower that hears of a leadership before its leader does gets UNKNOWN_LEADER_EPOCH
+    (a new topic's followers often do). Its retries start at a few milliseconds and grow up to
+    replica.fetch.backoff.ms, and the fetch of the follower's other partitions, parked at the
+    leader meanwhile, ends when a retry is due: with a fixed backoff (here a minute), or the
+    retry held behind a parked fetch (here half a minute), every acks=all produce waited
+    for the whole of it."""
+    zero = broker
+    one = await broker_factory(broker_id=1, zookeeper_connect=zero.zk_hosts,
+                               replica_fetch_backoff_ms=60_000,
+                               replica_fetch_wait_max_ms=30_000)
+    await until(lambda: set(zero.metadata.brokers) == {0, 1}
+                and set(one.metadata.brokers) == {0, 1})
+    conn = await RawConnection.open(zero.bootstrap)
+    await create_assigned(conn, "idle", [0, 1])  # followed from broker 0 too, never written
+    await until(lambda: ("idle", 0) in one.replicas.partitions)
+    await create_assigned(conn, "ahead", [0, 1])
+    await until(lambda: ("ahead", 0) in one.replicas.partitions)
+    leader = zero.replicas.partitions[("ahead", 0)]
+    await until(lambda: leader.followers[1].log_end_offset == 0)  # broker 1 fetches in epoch 0
+
+    # broker 1 is told of leader epoch 5 first: its fetches are refused (leader in epoch 0)
+    at_one = await RawConnection.open(one.bootstrap)
+    request = LeaderAndIsrRequest(
+        0, await controller_epoch(zero), one.broker_epoch,
+        [LeaderAndIsrPartition("ahead", 0, leader.topic_id, 0, 5, [0, 1], 5, [0, 1])],
+        [endpoint(zero)])
+    r = await at_one.call(ApiKey.LEADER_AND_ISR, to_wire(request))
+    assert [p.error_code for p in from_wire(LeaderAndIsrResponse, r.body).partitions] == [0]
+    await at_one.close()
+    follower = one.replicas.partitions[("ahead", 0)]
+    assert follower.leader_epoch == 5
+    await until(lambda: one.replicas.fetchers.fetchers[0].states[("ahead", 0)].failures >= 2)
+
+    # a moment later the leader learns it too; the follower is back well before a minute
+    await lead(conn, zero, "ahead", 5, replicas=[0, 1], isr=[0, 1])
+    offset = await produce(conn, "ahead", b"committed soon")
+    await until(lambda: leader.high_watermark > offset, timeout=10)
+    assert one.replicas.fetchers.fetchers[0].states[("ahead", 0)].failures == 0
+    await conn.close()
+
+
+def test_a_parked_follower_fetch_ends_when_a_backed_off_partition_is_due() -> None:
+    assert parked_wait_ms(500, [], 100.0) == 500
+    assert parked_wait_ms(500, [0.0, 99.0], 100.0) == 500  # retries due in the past
+    assert parked_wait_ms(500, [100.0101, 100.2], 100.0) == 11  # rounded up, never early
+    assert parked_wait_ms(500, [100.0000001], 100.0) == 1  # never 0: that means no wait
+
+
+def test_follower_retry_delays_start_small_and_double_up_to_the_backoff() -> None:
+    assert [retry_delay_ms(n, 1000) for n in range(1, 10)] == \
+        [10, 20, 40, 80, 160, 320, 640, 1000, 1000]
+    assert retry_delay_ms(10_000, 1000) == 1000  # no overflow for long outages
+    assert retry_delay_ms(1, 0) == 0
 
 
 # ---------------------------------------------------------------------- AlterPartition
