@@ -11,15 +11,16 @@ truncates to its high watermark, which may lag what was committed. Then it fetch
 end offset, appends the leader's batches byte for byte (CRC-checked, never re-stamped), and takes
 the leader's high watermark. The fetch offset tells the leader how far this follower got.
 
-A long-poll fetch is parked at the leader until new data arrives; when partitions are added
-(or re-added in a new leader epoch) while one is parked, the connection is closed and reopened
-so the newcomers need not wait for it (``replica.fetch.wait.max.ms``). An error backs a partition off: the first retry comes after
-FIRST_RETRY_MS, each further one after twice the last, up to ``replica.fetch.backoff.ms``; a
-good answer starts the series over. While one is backed off, the others' fetch is parked no
-longer than until its retry is due. Most errors are a moment of disagreement that the next
-LeaderAndIsr sets right (a new topic's follower often asks before its leader has applied its
-own leadership and hears UNKNOWN_LEADER_EPOCH): with a fixed second of backoff, or a retry held
-behind a parked fetch, every acks=all produce to that partition waited that long.
+A long-poll fetch is parked at the leader until new data arrives; when partitions are added (or
+re-added in a new leader epoch) while one is parked, the connection is closed and reopened so
+the newcomers need not wait for it (``replica.fetch.wait.max.ms``). An error backs a partition
+off: the first retry comes after FIRST_RETRY_MS, each further one after twice the last, up to
+``replica.fetch.backoff.ms``; a good answer starts the series over. While one is backed off,
+the others' fetch is parked no longer than until its retry is due. Most errors are a moment of
+disagreement that the next LeaderAndIsr sets right (a new topic's follower often asks before
+its leader has applied its own leadership and hears UNKNOWN_LEADER_EPOCH): with a fixed second
+of backoff, or a retry held behind a parked fetch, every acks=all produce to that partition
+waited that long.
 Single-threaded (event loop).
 """
 
