@@ -1,20 +1,23 @@
 """LeaderEpochCache: where each leader epoch started in this partition's log.
 
 Entries ``(epoch, start offset)`` are strictly increasing in both fields. A returning replica
-asks the leader for the end offset of its latest epoch and truncates whatever the leader
-never had. Persisted in the partition dir as ``leader-epoch-checkpoint`` (Kafka's format:
-version line, count line, ``epoch start_offset`` lines), rewritten atomically on each change
-and durable before the log holds a batch of a new epoch: a crash that lost an entry would let
-a returning replica keep records that diverge (the leader would place the end of the
-previous epoch too late). A promotion stages its rewrite in a SyncBatch, so that a thousand
-partitions changing leader pay for their fsyncs together; ``assign`` then finds the file
-current. Not thread-safe: owned by the event loop.
+asks the leader for the end offset of its latest epoch and truncates whatever the leader never
+had. Persisted in the partition dir as ``leader-epoch-checkpoint`` (Kafka's format: version
+line, count line, ``epoch start_offset`` lines), rewritten atomically on each change and
+durable before the log holds a batch of a new epoch: a crash that lost an entry would let a
+returning replica keep records that diverge (the leader would place the end of the previous
+epoch too late). A checkpoint that is ``damaged``, or missing (not ``found``) beside a log that
+holds batches, is rebuilt by the owning log from its batches' epochs (``rebuild``), as Kafka's
+recovery assigns epochs from the batches it reads. A promotion stages its rewrite in a
+SyncBatch, so that a thousand partitions changing leader pay for their fsyncs together;
+``assign`` then finds the file current. Not thread-safe: owned by the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 
 from .files import write_atomic
 from .sync_batch import SyncBatch
@@ -31,6 +34,8 @@ class LeaderEpochCache:
     def __init__(self, partition_dir: str) -> None:
         self.path = os.path.join(partition_dir, FILE_NAME)
         self.entries: list[tuple[int, int]] = []
+        self.found = False  # the file existed
+        self.damaged = False  # ... but could not be read
         self._load()
         self._persisted: list[tuple[int, int]] | None = None  # what the file holds, if known
 
@@ -40,15 +45,34 @@ class LeaderEpochCache:
                 lines = fh.read().splitlines()
         except FileNotFoundError:
             return
+        except (OSError, UnicodeDecodeError) as exc:
+            self.found = self.damaged = True
+            log.error("cannot read %s (%s); rebuilding leader epochs from the log", self.path,
+                      exc)
+            return
+        self.found = True
         try:
             if lines[0].strip() != str(VERSION) or int(lines[1]) != len(lines) - 2:
                 raise ValueError("bad header")
             entries = [(int(a), int(b)) for a, b in (line.split() for line in lines[2:])]
         except (ValueError, IndexError):
-            log.error("ignoring damaged %s; leader epochs are rebuilt by new appends", self.path)
+            self.damaged = True
+            log.error("ignoring damaged %s; rebuilding leader epochs from the log", self.path)
             return
         self.entries = [e for i, e in enumerate(entries)
                         if i == 0 or (e[0] > entries[i - 1][0] and e[1] >= entries[i - 1][1])]
+
+    def rebuild(self, batches: Iterable[tuple[int, int]]) -> None:
+        """Start over from ``(leader epoch, base offset)`` of every batch in log order: each
+        epoch starts at its first batch. Epochs that appended nothing cannot be known (a
+        follower's KIP-279 rounds then place them from the leader's answers)."""
+        entries: list[tuple[int, int]] = []
+        for epoch, base_offset in batches:
+            entries = _with_epoch(entries, epoch, base_offset) or entries
+        self.entries = entries
+        self.damaged = False
+        self._persisted = None
+        self._save()
 
     def _save(self) -> None:
         if self.entries != self._persisted:

@@ -34,7 +34,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from klamm.broker.config import NEVER, TopicConfig
 from klamm.protocol.records import (
@@ -91,6 +91,9 @@ class PartitionLog:
         self._high_watermark = 0
         self.update_high_watermark(high_watermark)
         self.leader_epoch_cache = LeaderEpochCache(directory)
+        if self.leader_epoch_cache.damaged or (
+                not self.leader_epoch_cache.found and self.log_end_offset > self.log_start_offset):
+            self._rebuild_leader_epochs()
         self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
         self.leader_epoch_cache.truncate_from_start(self.log_start_offset)
         self.fsync_count = 0  # flush rounds that ran (each fsyncs every dirty file once)
@@ -135,6 +138,20 @@ class PartitionLog:
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         return self.leader_epoch_cache.end_offset_for(epoch, self.log_end_offset)
+
+    def _rebuild_leader_epochs(self) -> None:
+        """The epoch checkpoint is lost: read every batch header (not the records) for where
+        each epoch starts. Without it a returning follower would skip truncation and keep
+        records the leader never had."""
+        def epochs() -> Iterator[tuple[int, int]]:
+            for segment in self.segments:
+                pos = 0
+                while (header := segment.header_at(pos)) is not None:
+                    yield header.leader_epoch, header.base_offset
+                    pos += header.size
+        self.leader_epoch_cache.rebuild(epochs())
+        log.warning("%s-%d: leader epochs rebuilt from the log: %s", self.topic,
+                    self.partition, self.leader_epoch_cache.entries)
 
     def _check_open(self) -> None:
         if self.closed:

@@ -207,3 +207,43 @@ def test_an_empty_log_reopened_after_a_crash_warns_of_nothing(
         assert "must be rebuilt" not in caplog.text
         reopen("written").close()
         assert "must be rebuilt" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["garbage", "deleted", "unreadable"])
+def test_a_lost_leader_epoch_checkpoint_is_rebuilt_from_the_batches(
+        open_log: Callable[..., PartitionLog], tmp_path: Path, damage: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Without its epochs a returning follower would ask nothing of the leader and keep
+    records the leader never had; the batches still carry the epoch that wrote them."""
+    plog = open_log(segment_bytes=1024)  # several segments
+    for epoch, n in ((1, 3), (1, 2), (3, 4), (6, 1), (6, 2)):
+        plog.append(batch(n, value_size=160), leader_epoch=epoch)
+    plog.leader_epoch_cache.assign(8, plog.log_end_offset)  # led, appended nothing
+    assert plog.segment_count > 2
+    plog.close()
+    path = tmp_path / "t-0" / "leader-epoch-checkpoint"
+    if damage == "garbage":
+        path.write_text("0\n7\n1 0\n")
+    elif damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"\xff\xfe\x00")
+    caplog.set_level(logging.WARNING)
+
+    reopened = open_log(segment_bytes=1024)
+    assert reopened.leader_epoch_cache.entries == [(1, 0), (3, 5), (6, 9)]
+    assert "leader epochs rebuilt from the log" in caplog.text
+    assert reopened.end_offset_for_epoch(3) == (3, 9)
+    assert reopened.end_offset_for_epoch(6) == (6, 12)
+    reopened.close()
+    # written back: the next open reads it and rebuilds nothing
+    caplog.clear()
+    assert open_log(segment_bytes=1024).leader_epoch_cache.entries == [(1, 0), (3, 5), (6, 9)]
+    assert "rebuilt" not in caplog.text
+
+
+def test_an_empty_log_without_a_leader_epoch_checkpoint_rebuilds_nothing(
+        open_log: Callable[..., PartitionLog], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert open_log().leader_epoch_cache.entries == []
+    assert caplog.text == ""
