@@ -38,6 +38,9 @@ class ClientCollector(Collector):
                                      "Records whose delivery failed", labels=["client_id"])
         requests = CounterMetricFamily("klamm_producer_requests", "Produce requests sent",
                                        labels=["client_id"])
+        splits = CounterMetricFamily("klamm_producer_batch_splits",
+                                     "Batches split in two after MESSAGE_TOO_LARGE",
+                                     labels=["client_id"])
         buffered = GaugeMetricFamily("klamm_producer_buffered_bytes",
                                      "Bytes waiting in buffer.memory", labels=["client_id"])
         consumed = CounterMetricFamily("klamm_consumer_records_consumed",
@@ -59,6 +62,7 @@ class ClientCollector(Collector):
                 retried.add_metric([cid], m["record_retry_total"])
                 failed.add_metric([cid], m["record_error_total"])
                 requests.add_metric([cid], m["request_total"])
+                splits.add_metric([cid], m["batch_split_total"])
                 buffered.add_metric([cid], m["buffered_bytes"])
             else:
                 c = client.metrics()
@@ -68,8 +72,8 @@ class ClientCollector(Collector):
                 for tp, value in c["lag"].items():
                     if value is not None:
                         lag.add_metric([cid, tp.topic, str(tp.partition)], value)
-        yield from (sent, retried, failed, requests, buffered, consumed, fetches, prefetched,
-                    lag)
+        yield from (sent, retried, failed, requests, splits, buffered, consumed, fetches,
+                    prefetched, lag)
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, ClientCollector] = (

@@ -3,7 +3,10 @@
 ``send()`` appends a record tuple ``(offset_delta, timestamp_delta, key, value, headers)`` to
 the open batch of its partition; the batch is encoded with one msgpack call when it is sent.
 A record's future is a tiny object (batch + index) resolved from the batch's single
-asyncio future, so a send costs no per-record future. Single-threaded: one event loop.
+asyncio future, so a send costs no per-record future. A batch the broker finds too large
+(MESSAGE_TOO_LARGE) is ``split`` in two halves, sent on their own (Kafka's KIP-126): its
+future completes once both halves are answered, and each record's future follows the half
+that holds it. Single-threaded: one event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ RECORD_OVERHEAD = 12  # msgpack framing per record, roughly
 class ProducerBatch:
     __slots__ = ("tp", "records", "size", "first_ts", "max_ts", "created", "future",
                  "attempts", "deadline", "log_append_time", "encoded", "retry_at",
-                 "last_error", "callbacks")
+                 "last_error", "callbacks", "alone", "halves")
 
     def __init__(self, tp: TopicPartition, first_ts: int, deadline: float) -> None:
         self.tp = tp
@@ -42,12 +45,55 @@ class ProducerBatch:
         self.retry_at = 0.0
         self.last_error: BaseException | None = None  # of the last attempt, while retrying
         self.callbacks: list[Any] | None = None  # records' done callbacks (for removal)
+        self.alone = False  # sent in a request of its own (it or a neighbour was too large)
+        # after a split: (half, index of its first record here) for each half
+        self.halves: tuple[tuple[ProducerBatch, int], ...] = ()
 
     def encode(self, compression: Compression) -> tuple[bytes, bytes]:
         if self.encoded is None:
             self.encoded = build_batch_parts(self.records, self.first_ts, self.max_ts,
                                              compression=compression)
         return self.encoded
+
+    def split(self) -> tuple["ProducerBatch", "ProducerBatch"]:
+        """Two batches holding the first and the second half of the records, in order, to be
+        sent alone; this batch's future completes once both are answered. Needs two records."""
+        assert len(self.records) > 1
+        middle = len(self.records) // 2
+        halves = []
+        for start, records in ((0, self.records[:middle]), (middle, self.records[middle:])):
+            half = ProducerBatch(self.tp, self.first_ts, self.deadline)
+            half.records = [(i, ts, k, v, h) for i, (_, ts, k, v, h) in enumerate(records)]
+            half.max_ts = self.first_ts + max(r[1] for r in records)
+            half.size = sum(record_size(k, v, h) for _, _, k, v, h in records)
+            half.created = self.created
+            half.attempts = self.attempts
+            half.alone = True
+            halves.append((half, start))
+        first, second = halves[0][0], halves[1][0]
+        first.size = self.size - second.size  # what buffer memory holds for it, exactly
+        self.halves = tuple(halves)
+        self.encoded = None
+        pending = [2]
+
+        def half_done(_: Any) -> None:
+            pending[0] -= 1
+            if pending[0] == 0 and not self.future.done():
+                self.future.set_result(-1)  # the records' futures read their half's answer
+        first.future.add_done_callback(half_done)
+        second.future.add_done_callback(half_done)
+        return first, second
+
+    def holding(self, index: int) -> tuple["ProducerBatch", int]:
+        """The batch that was sent holding this batch's record ``index``, and its index there
+        (itself, unless it was split)."""
+        batch = self
+        while batch.halves:
+            for half, start in reversed(batch.halves):
+                if index >= start:
+                    batch, index = half, index - start
+                    break
+        return batch, index
 
     def done(self, base_offset: int, log_append_time: int) -> None:
         self.log_append_time = log_append_time
@@ -81,15 +127,15 @@ class RecordFuture:
         return self._batch.future.done()
 
     def result(self) -> RecordMetadata:
-        batch = self._batch
+        batch, index = self._batch.holding(self._index)
         base = batch.future.result()
         tp = batch.tp
         ts = batch.log_append_time if batch.log_append_time >= 0 else self._ts
-        return RecordMetadata(tp.topic, tp.partition, base + self._index if base >= 0 else -1,
-                              ts)
+        return RecordMetadata(tp.topic, tp.partition, base + index if base >= 0 else -1, ts)
 
     def exception(self) -> BaseException | None:
-        return self._batch.future.exception()
+        self._batch.future.exception()  # raises as asyncio's does while pending or cancelled
+        return self._batch.holding(self._index)[0].future.exception()
 
     def cancelled(self) -> bool:
         return self._batch.future.cancelled()
@@ -107,7 +153,7 @@ class RecordFuture:
         """Produce requests that carried this record's batch so far: 0 means never sent,
         so a failed record with 0 attempts was certainly not written; after one or more,
         a failure may still have been stored (no answer is not a refusal)."""
-        return self._batch.attempts
+        return self._batch.holding(self._index)[0].attempts
 
     def add_done_callback(self, fn: Callable[["RecordFuture"], Any], *,
                           context: Any = None) -> None:
@@ -143,6 +189,15 @@ class _Callback:
 
     def __call__(self, _future: Any) -> None:
         self.fn(self.owner)
+
+
+def record_size(key: bytes | None, value: bytes | None,
+                headers: Any) -> int:
+    """What a record counts against batch.size and buffer.memory (``send`` inlines it)."""
+    size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+    if headers:
+        size += sum(len(h) + len(hv) + 4 for h, hv in headers)
+    return size
 
 
 class RecordAccumulator:

@@ -244,12 +244,13 @@ class Producer:
 
     def metrics(self) -> dict[str, int]:
         """Counters in records since start (Kafka's record-send/retry/error totals), produce
-        requests sent, and bytes waiting in buffer.memory. ``klamm.client.metrics`` exports
-        them to Prometheus."""
+        requests sent, batches split after MESSAGE_TOO_LARGE, and bytes waiting in
+        buffer.memory. ``klamm.client.metrics`` exports them to Prometheus."""
         sender, acc = self._sender, self._acc
         return {"record_send_total": sender.records_sent if sender else 0,
                 "record_retry_total": sender.retries if sender else 0,
                 "record_error_total": sender.errors if sender else 0,
                 "request_total": sender.requests if sender else 0,
+                "batch_split_total": sender.splits if sender else 0,
                 "buffered_bytes": acc.buffered if acc else 0}
 

@@ -7,6 +7,11 @@ per partition. As in Kafka without idempotence, a retry with more than one reque
 can reorder a partition's batches; max.in.flight.requests.per.connection=1 keeps order through
 retries (a failed batch is retried before anything after it is sent).
 
+A partition refused with MESSAGE_TOO_LARGE (a batch over the topic's max.message.bytes) has its
+batches sent again one per request, one request at a time; one alone that is still refused is
+split in two halves (each sent alone) until it fits, and only a single record that does not fit
+fails, as Kafka's producer splits batches (KIP-126) rather than failing records that would fit.
+
 Failures: retriable codes are retried after retry.backoff.ms, and lost connections after
 reconnect.backoff.ms doubling per consecutive failure of that broker up to
 reconnect.backoff.max.ms, until delivery.timeout.ms; others fail the batch's records with
@@ -59,6 +64,7 @@ class Sender:
         self.retries = 0
         self.errors = 0
         self.requests = 0
+        self.splits = 0  # batches split after MESSAGE_TOO_LARGE
 
     async def run(self) -> None:
         acc = self.acc
@@ -93,6 +99,8 @@ class Sender:
             if not queue:
                 continue
             head = queue[0]
+            if head.alone and self.partition_in_flight[tp]:
+                continue  # one at a time, so the pieces of a refused batch keep their order
             if head.retry_at > now:
                 next_retry = head.retry_at if next_retry is None else min(next_retry,
                                                                           head.retry_at)
@@ -110,12 +118,16 @@ class Sender:
                 continue
             taken: list[ProducerBatch] = []
             while queue:
+                if taken and queue[0].alone:
+                    break
                 head_bytes, records_bytes = queue[0].encode(compression)
                 size = len(head_bytes) + len(records_bytes)
                 if taken and node_bytes[leader] + size > limit:
                     break
                 node_bytes[leader] += size
                 taken.append(queue.popleft())
+                if taken[-1].alone:
+                    break
             by_node[leader].append((tp, taken))
             self.sending.update(taken)
             self.partition_in_flight[tp] += 1
@@ -209,7 +221,28 @@ class Sender:
             exc = error_for(code, res.get("error_message"))
             if code in _METADATA_ERRORS:
                 self._request_refresh()
+            if code == ErrorCode.MESSAGE_TOO_LARGE and self._split(batches):
+                continue
             self._retry_or_fail(batches, exc)
+
+    def _split(self, batches: list[ProducerBatch]) -> bool:
+        """Requeue a partition's refused batches to be sent one per request, halving one
+        that was already alone; False when it is a single record alone (it fails)."""
+        if len(batches) == 1 and (batches[0].alone or len(batches[0].records) == 1):
+            batch = batches[0]
+            if len(batch.records) == 1:
+                return False
+            first, second = batch.split()
+            self.splits += 1
+            self.acc.requeue_front(second)
+            self.acc.requeue_front(first)
+            log.info("%s-%d: a batch of %d records was too large for the broker; sending it "
+                     "as two", batch.tp.topic, batch.tp.partition, len(batch.records))
+            return True
+        for batch in reversed(batches):
+            batch.alone = True
+            self.acc.requeue_front(batch)
+        return True
 
     def _reconnect_backoff(self, node: int) -> float:
         """Seconds before retrying a broker that failed ``n`` times in a row: Kafka's

@@ -113,6 +113,48 @@ async def test_broker_refusal_fails_the_future_with_the_mapped_error(
     assert "MESSAGE_TOO_LARGE" in str(info.value)
 
 
+@pytest.mark.parametrize("batch_size, min_splits", [(1 << 20, 5), (300, 1)])
+async def test_a_batch_too_large_for_the_topic_is_split_until_its_records_fit(
+        broker: BrokerServer, batch_size: int, min_splits: int) -> None:
+    """batch.size far above the topic's max.message.bytes (one batch of everything), or below
+    it with one record too large (many batches in one request, one of them too large): the
+    broker refuses the partition's batches (MESSAGE_TOO_LARGE); they are sent alone, and one
+    still refused is halved until each piece fits (KIP-126). Every record that fits is stored
+    once, in order, with the offset its future reports; the one record that cannot fit alone
+    fails, and nothing else does."""
+    async with Admin(bootstrap_servers=broker.bootstrap) as admin:
+        await admin.create_topics([NewTopic("small", 1, configs={"max.message.bytes": 600})])
+    done: list[int] = []
+    async with Producer(bootstrap_servers=broker.bootstrap, batch_size=batch_size,
+                        linger_ms=50) as producer:
+        futures = []
+        for i in range(120):
+            value = b"x" * 2000 if i == 77 else b"%03d" % i + b"." * 40
+            fut = await producer.send("small", value, partition=0)
+            fut.add_done_callback(lambda f, i=i: done.append(i))
+            futures.append(fut)
+        results = await asyncio.gather(*(asyncio.ensure_future(_await(f)) for f in futures),
+                                       return_exceptions=True)
+        metrics = producer.metrics()
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failed == [77]
+    assert "MESSAGE_TOO_LARGE" in str(results[77])
+    assert futures[77].exception() is results[77]
+    stored = await fetch_records(broker.bootstrap, "small")
+    assert [r.value[:3] for r in stored] == [b"%03d" % i for i in range(120) if i != 77]
+    offsets = [r.offset for i, r in enumerate(results) if i != 77]
+    assert offsets == [r.offset for r in stored] == list(range(119))
+    assert sorted(done) == list(range(120))  # every callback ran once
+    assert metrics["batch_split_total"] >= min_splits
+    assert metrics["record_error_total"] == 1
+    assert metrics["record_send_total"] == 119
+    assert all(f.attempts >= 1 for f in futures)
+
+
+async def _await(fut: object) -> object:
+    return await fut  # type: ignore[misc]
+
+
 async def test_a_lost_connection_is_retried_and_nothing_is_lost(proxied_broker) -> None:
     broker, proxy = proxied_broker
     await make_topic(broker, "r")
