@@ -12,11 +12,14 @@ batches sent again one per request, one request at a time; one alone that is sti
 split in two halves (each sent alone) until it fits, and only a single record that does not fit
 fails, as Kafka's producer splits batches (KIP-126) rather than failing records that would fit.
 
-Failures: retriable codes are retried after retry.backoff.ms, and lost connections after
-reconnect.backoff.ms doubling per consecutive failure of that broker up to
-reconnect.backoff.max.ms, until delivery.timeout.ms; others fail the batch's records with
-the mapped exception. A broker that cannot be reached is logged when the outage starts,
-every 30 s while it lasts and when it ends (OutageLog), not once per retry.
+Failures: retriable codes are retried after retry.backoff.ms, until delivery.timeout.ms. A
+broker that could not be reached is not tried again for reconnect.backoff.ms, doubling per
+consecutive failure up to reconnect.backoff.max.ms; the backoff is the broker's, not the
+batches': while their leader waits it out, the metadata is refreshed every retry.backoff.ms,
+and once another broker leads the partition its batches go there at once (a leader's death cost
+the whole backoff on top of the election otherwise). Other errors fail the batch's records with
+the mapped exception. A broker that cannot be reached is logged when the outage starts, every
+30 s while it lasts and when it ends (OutageLog), not once per retry.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class Sender:
         self.sending: set[ProducerBatch] = set()  # batches inside a request right now
         self.outages = OutageLog()  # logs unreachable brokers per state change, not per retry
         self._node_failures: dict[int, int] = {}  # consecutive connection failures per broker
+        # when a broker that could not be reached may be tried again (reconnect backoff)
+        self._node_ready_at: dict[int, float] = {}
         # Counters for Producer.metrics(), in records as Kafka counts them.
         self.records_sent = 0  # acknowledged (or written, with acks=0)
         self.retries = 0
@@ -111,6 +116,11 @@ class Sender:
                     head.last_error = error_for(
                         ErrorCode.LEADER_NOT_AVAILABLE,
                         f"{tp.topic}-{tp.partition} has no leader in the cluster metadata")
+                self._request_refresh()
+                continue
+            ready_at = self._node_ready_at.get(leader, 0.0)
+            if ready_at > now:  # its leader could not be reached: wait, but look for a new one
+                next_retry = ready_at if next_retry is None else min(next_retry, ready_at)
                 self._request_refresh()
                 continue
             if leader not in by_node and \
@@ -181,14 +191,17 @@ class Sender:
             response = await conn.request(ApiKey.PRODUCE, body, payload,
                                           timeout=self.config.request_timeout_ms / 1000)
             self._node_failures.pop(node, None)
+            self._node_ready_at.pop(node, None)
             self._reached(f"broker {node}")
             self._handle_response(response.body, entries)
         except ClientError as exc:
-            self._unreachable(f"broker {node}", f"produce request failed: {exc}")
-            self._request_refresh()
             backoff = self._reconnect_backoff(node)
+            self._node_ready_at[node] = time.monotonic() + backoff
+            self._unreachable(f"broker {node}", f"produce request failed: {exc}",
+                              round(backoff * 1000))
+            self._request_refresh()
             for _, batches in entries:
-                self._retry_or_fail(batches, exc, backoff)
+                self._retry_or_fail(batches, exc)
         except Exception as exc:  # a request-level broker error code
             for _, batches in entries:
                 self._retry_or_fail(batches, exc)
@@ -226,9 +239,9 @@ class Sender:
             self._retry_or_fail(batches, exc)
 
     def _split(self, batches: list[ProducerBatch]) -> bool:
-        """Requeue a partition's refused batches to be sent one per request, halving one
-        that was already alone; False when it is a single record alone (it fails)."""
-        if len(batches) == 1 and (batches[0].alone or len(batches[0].records) == 1):
+        """Requeue a partition's refused batches to be sent one per request, or halve the
+        only one; False when that is a single record (it fails)."""
+        if len(batches) == 1:  # the refusal is this batch's own
             batch = batches[0]
             if len(batch.records) == 1:
                 return False
@@ -254,12 +267,10 @@ class Sender:
                           cfg.reconnect_backoff_ms * 2 ** min(failures - 1, 20))
         return max(cfg.retry_backoff_ms, exponential) / 1000
 
-    def _retry_or_fail(self, batches: list[ProducerBatch], exc: BaseException,
-                       backoff_s: float | None = None) -> None:
+    def _retry_or_fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
         retriable = getattr(exc, "retriable", False)
         now = time.monotonic()
-        if backoff_s is None:
-            backoff_s = self.config.retry_backoff_ms / 1000
+        backoff_s = self.config.retry_backoff_ms / 1000
         for b in reversed(batches):
             if not retriable or b.attempts > self.config.retries:
                 self._fail(b, exc)
@@ -302,11 +313,12 @@ class Sender:
             await self.cluster.refresh(topics or None)
             self._reached("metadata")
         except Exception as exc:
-            self._unreachable("metadata", f"refresh failed: {exc}")
+            self._unreachable("metadata", f"refresh failed: {exc}",
+                              self.config.retry_backoff_ms)
         self.acc.wakeup.set()
 
-    def _unreachable(self, peer: str, error: str) -> None:
-        line = self.outages.failed(peer, error, time.monotonic(), self.config.retry_backoff_ms)
+    def _unreachable(self, peer: str, error: str, retry_ms: int) -> None:
+        line = self.outages.failed(peer, error, time.monotonic(), retry_ms)
         if line is not None:
             log.warning("%s", line)
 

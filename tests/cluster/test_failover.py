@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from klamm.client import Producer
+from klamm.client.producer import RecordFuture
 from tests.support.cluster import (Cluster, VerifiableConsumer, VerifiableProducer,
                                    assert_no_loss, read_everything)
 
@@ -59,3 +63,27 @@ async def test_a_new_controller_takes_over_and_handles_the_next_leader_death(
     assert producer.failed == []
     await cluster.settled("t", partitions=3)
     assert_no_loss(producer.acked, read_everything(cluster.bootstrap, "t"))
+
+
+async def test_the_producer_follows_a_new_leader_without_waiting_out_the_old_ones_backoff(
+        cluster: Cluster) -> None:
+    """The dead leader's reconnect backoff (here a minute) is the broker's, not the batch's:
+    the producer keeps refreshing its metadata while it waits and sends to the new leader as
+    soon as one is elected. Before, the batch itself waited the whole backoff (a second at
+    the default reconnect.backoff.max.ms, on top of the election, every failover)."""
+    await cluster.create_topic("b")
+    async with Producer(bootstrap_servers=cluster.bootstrap, acks="all", linger_ms=0,
+                        retry_backoff_ms=50, reconnect_backoff_ms=60_000,
+                        reconnect_backoff_max_ms=60_000, request_timeout_ms=5000) as producer:
+        await producer.send_and_wait("b", b"before", partition=0)
+        dead = await cluster.leader("b")
+        cluster.kill(dead)
+        fut = await producer.send("b", b"after", partition=0)
+        metadata = await asyncio.wait_for(_result(fut), timeout=30)
+    assert metadata.offset == 1 and fut.attempts >= 2  # it did meet the dead leader first
+    assert await cluster.leader("b") not in (dead, -1)
+    assert read_everything(cluster.live_bootstrap, "b") == {(0, 0): "before", (0, 1): "after"}
+
+
+async def _result(fut: RecordFuture) -> object:
+    return await fut
