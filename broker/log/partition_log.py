@@ -149,6 +149,11 @@ class PartitionLog:
                 while (header := segment.header_at(pos)) is not None:
                     yield header.leader_epoch, header.base_offset
                     pos += header.size
+                if pos < segment.size:  # an unreadable header: what follows cannot be placed
+                    log.error("%s: unreadable batch header at position %d; leader epochs "
+                              "after it are left out (a follower then truncates more, never "
+                              "less)", segment.log_path, pos)
+                    return
         self.leader_epoch_cache.rebuild(epochs())
         log.warning("%s-%d: leader epochs rebuilt from the log: %s", self.topic,
                     self.partition, self.leader_epoch_cache.entries)

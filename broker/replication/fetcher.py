@@ -206,14 +206,15 @@ class ReplicaFetcher:
         self._delays.append((state, why))
 
     def _report_delays(self) -> None:
-        """A line when a partition's trouble starts and one each time its backoff reaches
-        ``replica.fetch.backoff.ms`` (not one per quick retry); one line for the round when many
-        partitions start at once (a leader that has not applied its LeaderAndIsr refuses every
-        partition)."""
+        """A line when a partition's trouble starts, when its backoff reaches
+        ``replica.fetch.backoff.ms`` and every 50th failure after (not one per quick retry);
+        one line for the round when many partitions start at once (a leader that has not
+        applied its LeaderAndIsr refuses every partition)."""
         delays, self._delays = self._delays, []
         backoff_ms = self.settings.backoff_ms
         worth = [(s, why) for s, why in delays
-                 if s.failures == 1 or retry_delay_ms(s.failures, backoff_ms) == backoff_ms
+                 if s.failures == 1 or s.failures % 50 == 0
+                 or retry_delay_ms(s.failures, backoff_ms) == backoff_ms
                  and retry_delay_ms(s.failures - 1, backoff_ms) < backoff_ms]
         if len(worth) <= REPORT_EACH:
             for state, why in worth:
@@ -317,6 +318,7 @@ class ReplicaFetcher:
 
     async def _fetch(self, conn: BrokerConnection, states: list[FetchState]) -> None:
         asked = {s.partition.key: (s, s.partition.log.log_end_offset) for s in states}
+        self._restarting = False  # a close that came after the last answer is not this fetch's
         self._asked = set(asked)
         wait_ms = self._wait_ms(asyncio.get_running_loop().time())
         try:

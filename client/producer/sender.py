@@ -64,6 +64,8 @@ class Sender:
         self._node_failures: dict[int, int] = {}  # consecutive connection failures per broker
         # when a broker that could not be reached may be tried again (reconnect backoff)
         self._node_ready_at: dict[int, float] = {}
+        # partitions with a batch in flight that is sent alone: nothing of theirs goes beside it
+        self._alone_in_flight: set[TopicPartition] = set()
         # Counters for Producer.metrics(), in records as Kafka counts them.
         self.records_sent = 0  # acknowledged (or written, with acks=0)
         self.retries = 0
@@ -104,7 +106,7 @@ class Sender:
             if not queue:
                 continue
             head = queue[0]
-            if head.alone and self.partition_in_flight[tp]:
+            if tp in self._alone_in_flight or (head.alone and self.partition_in_flight[tp]):
                 continue  # one at a time, so the pieces of a refused batch keep their order
             if head.retry_at > now:
                 next_retry = head.retry_at if next_retry is None else min(next_retry,
@@ -139,6 +141,8 @@ class Sender:
                 if taken[-1].alone:
                     break
             by_node[leader].append((tp, taken))
+            if taken[-1].alone:
+                self._alone_in_flight.add(tp)
             self.sending.update(taken)
             self.partition_in_flight[tp] += 1
         for node, entries in by_node.items():
@@ -184,6 +188,8 @@ class Sender:
             if self.config.acks == 0:
                 await conn.drain()
                 conn.send(ApiKey.PRODUCE, body, payload, expect_response=False)
+                self._node_failures.pop(node, None)
+                self._node_ready_at.pop(node, None)
                 for _, batches in entries:
                     for b in batches:
                         self._complete(b, -1, -1)
@@ -210,6 +216,8 @@ class Sender:
             for tp, batches in entries:
                 self.partition_in_flight[tp] -= 1
                 self.sending.difference_update(batches)
+                if batches[-1].alone:
+                    self._alone_in_flight.discard(tp)
             self.acc.wakeup.set()
 
     def _handle_response(self, body: Any,

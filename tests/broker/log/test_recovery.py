@@ -247,3 +247,24 @@ def test_an_empty_log_without_a_leader_epoch_checkpoint_rebuilds_nothing(
     caplog.set_level(logging.WARNING)
     assert open_log().leader_epoch_cache.entries == []
     assert caplog.text == ""
+
+
+def test_a_rebuild_stops_at_an_unreadable_batch_header(
+        open_log: Callable[..., PartitionLog], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Epochs after bytes it cannot read are left out: the latest known epoch then seems to
+    end later than it did, so a follower asks about it and truncates more, never less.
+    Skipping the bytes would place a later epoch's start too late (it would keep more)."""
+    plog = open_log(segment_bytes=1024)
+    for epoch, n in ((1, 3), (1, 2), (3, 4), (6, 1), (6, 2)):
+        plog.append(batch(n, value_size=160), leader_epoch=epoch)
+    plog.close()
+    (tmp_path / "t-0" / "leader-epoch-checkpoint").unlink()
+    second = sorted(segment_files(tmp_path / "t-0"))[1]  # starts with the epoch 3 batch
+    with open(tmp_path / "t-0" / second, "r+b") as fh:
+        fh.seek(16)  # the batch's magic byte
+        fh.write(b"\x7f")
+    caplog.set_level(logging.WARNING)
+    reopened = open_log(segment_bytes=1024)
+    assert reopened.leader_epoch_cache.entries == [(1, 0)]
+    assert "unreadable batch header at position 0" in caplog.text
