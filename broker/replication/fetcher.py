@@ -20,8 +20,7 @@ the others' fetch is parked no longer than until its retry is due. Most errors a
 disagreement that the next LeaderAndIsr sets right (a new topic's follower often asks before
 its leader has applied its own leadership and hears UNKNOWN_LEADER_EPOCH): with a fixed second
 of backoff, or a retry held behind a parked fetch, every acks=all produce to that partition
-waited that long.
-Single-threaded (event loop).
+waited that long. Single-threaded (event loop).
 """
 
 from __future__ import annotations

@@ -188,16 +188,14 @@ class Sender:
             if self.config.acks == 0:
                 await conn.drain()
                 conn.send(ApiKey.PRODUCE, body, payload, expect_response=False)
-                self._node_failures.pop(node, None)
-                self._node_ready_at.pop(node, None)
+                self._backoff_over(node)
                 for _, batches in entries:
                     for b in batches:
                         self._complete(b, -1, -1)
                 return
             response = await conn.request(ApiKey.PRODUCE, body, payload,
                                           timeout=self.config.request_timeout_ms / 1000)
-            self._node_failures.pop(node, None)
-            self._node_ready_at.pop(node, None)
+            self._backoff_over(node)
             self._reached(f"broker {node}")
             self._handle_response(response.body, entries)
         except ClientError as exc:
@@ -264,6 +262,11 @@ class Sender:
             batch.alone = True
             self.acc.requeue_front(batch)
         return True
+
+    def _backoff_over(self, node: int) -> None:
+        """``node`` took a request: its reconnect backoff starts over."""
+        self._node_failures.pop(node, None)
+        self._node_ready_at.pop(node, None)
 
     def _reconnect_backoff(self, node: int) -> float:
         """Seconds before retrying a broker that failed ``n`` times in a row: Kafka's
