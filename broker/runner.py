@@ -12,6 +12,7 @@ port in use, a data dir it cannot use, a coordination address that is not one) p
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -56,6 +57,10 @@ async def serve(config: BrokerConfig, explicit_keys: frozenset[str] = frozenset(
             reason = str(exc)
         print(f"error: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
+    # What exists now (modules, config models, the loaded logs' state) lives as long as the
+    # process: out of the collector's view, a full collection scans only what serving
+    # allocates (with it in view, one took ~24 ms on the leader in the RF 3 latency bench).
+    gc.freeze()
     metrics = f", metrics on :{server.metrics_port}" if server.metrics_port is not None else ""
     print(f"klamm broker {config.broker_id} listening on {config.host}:{server.port} "
           f"(data in {config.log_dir}, cluster {server.cluster_id}{metrics})", flush=True)

@@ -446,8 +446,8 @@ class PartitionLog:
                 upper = self.segments.upper_bound(i, end)
                 found = segment.translate(offset)
                 if found is not None:
-                    start, header = found
-                    if header.base_offset >= limit:
+                    start, base, first_size = found
+                    if base >= limit:
                         break
                     stop = segment.size if limit >= upper else segment.position_of(limit)
                     budget = max_bytes - total
@@ -458,7 +458,7 @@ class PartitionLog:
                         if boundary is None:
                             if not (min_one and not regions):
                                 break
-                            boundary = start + header.size
+                            boundary = start + first_size
                         cut = boundary
                     regions.append(FileRegion(os.dup(segment.fd), start, cut - start))
                     total += cut - start

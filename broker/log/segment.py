@@ -5,8 +5,12 @@ Files are named after the segment's base offset, 20 digits zero-padded
 increasing offsets, every one at or after the base offset; ``size`` is the authoritative end
 of the valid bytes (the file is truncated back on a failed write, and by recovery).
 
-Only headers are ever read on the serving path (``pread`` of 61 bytes per batch visited);
-recovery is the one place that reads whole batches, to check their CRC.
+Only headers are ever read on the serving path, and most reads need none: the last
+RECENT_BATCHES batches appended are remembered with their positions (``recent``, always the
+contiguous tail of the valid bytes), so a consumer or follower near the end finds its batch in
+memory. Further back, the sparse index gives a start and the headers after it come in one
+``pread`` of HEADER_SCAN_BYTES. Recovery is the one place that reads whole batches, to check
+their CRC.
 
 Deletion renames the three files to ``*.deleted`` first (``mark_deleted``) and removes them
 later, so a crash mid-delete leaves only files the loader knows to finish deleting.
@@ -17,10 +21,13 @@ class hands out (``sync_fds``), so closing a segment never races a syncing threa
 
 from __future__ import annotations
 
+import bisect
+import collections
 import errno
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 
 from klamm.protocol.records import (
     HEADER_SIZE,
@@ -50,6 +57,18 @@ IOV_MAX = 1024
 
 # (base offset, last offset, max timestamp, size) of one batch being appended.
 BatchInfo = tuple[int, int, int, int]
+# (base offset, last offset, position, size) of a batch remembered in ``LogSegment.recent``.
+RecentBatch = tuple[int, int, int, int]
+
+# Batches at the end of a segment whose positions are kept in memory: a tailing consumer is
+# at most a few batches behind the log end (at RF 3, the high watermark trails it by the
+# batches still being replicated).
+RECENT_BATCHES = 64
+# Bytes of headers read per ``pread`` when walking from an index entry: the default
+# index.interval.bytes (4 KiB) plus a header, rounded up, so one read covers the gap.
+HEADER_SCAN_BYTES = 8 * 1024
+
+_base_of = itemgetter(0)
 
 
 class LogSegment:
@@ -74,9 +93,8 @@ class LogSegment:
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
         self.bytes_since_last_index = 0
-        # (base offset, last offset, position) of the last batch: a consumer at the tail
-        # fetches from it, and finding it from the sparse index took a header read per batch.
-        self.last_batch: tuple[int, int, int] | None = None
+        # The last batches, contiguous up to ``size`` (see RECENT_BATCHES).
+        self.recent: collections.deque[RecentBatch] = collections.deque(maxlen=RECENT_BATCHES)
         self.failed = False  # a failed write could not be undone; refuse further writes
         self.needs_rebuild = False  # indexes missing at open: the loader rebuilds them
         self.closed = False
@@ -162,7 +180,7 @@ class LogSegment:
             self.bytes_since_last_index = 0
         self.bytes_since_last_index += size
         self.next_offset = last + 1
-        self.last_batch = (base, last, pos)
+        self.recent.append((base, last, pos, size))
 
     # ------------------------------------------------------------------ write path
     def append(self, buffers: Sequence[bytes | bytearray | memoryview], total: int,
@@ -206,33 +224,57 @@ class LogSegment:
             return None
         return header
 
-    def translate(self, offset: int) -> tuple[int, BatchHeader] | None:
-        """Position and header of the first batch holding ``offset`` or a later one."""
-        self.ensure_indexes()
-        tail = self.last_batch
-        if tail is not None and offset >= tail[0]:
-            if offset > tail[1]:
-                return None
-            header = self.header_at(tail[2])
-            return None if header is None else (tail[2], header)
-        _, pos = self.index.lookup(offset)
-        while True:
-            header = self.header_at(pos)
-            if header is None:
-                return None
-            if header.last_offset >= offset:
-                return pos, header
+    def headers_from(self, pos: int) -> Iterator[tuple[int, BatchHeader]]:
+        """``(position, header)`` of each batch from ``pos`` (a batch start) on, ending at the
+        end of the valid bytes or at an unreadable header; HEADER_SCAN_BYTES per ``pread``."""
+        buf = b""
+        start = pos
+        size = self.size
+        while pos + HEADER_SIZE <= size:
+            off = pos - start
+            if off + HEADER_SIZE > len(buf):
+                buf = os.pread(self.fd, min(HEADER_SCAN_BYTES, size - pos), pos)
+                start, off = pos, 0
+            try:
+                header = read_header(buf, off)
+            except CorruptBatch:
+                return
+            if pos + header.size > size:
+                return
+            yield pos, header
             pos += header.size
+
+    def translate(self, offset: int) -> tuple[int, int, int] | None:
+        """``(position, base offset, size)`` of the first batch holding ``offset`` or a later
+        one; None past the last batch."""
+        self.ensure_indexes()
+        recent = self.recent
+        if recent and offset >= recent[0][0]:
+            if offset > recent[-1][1]:
+                return None
+            i = bisect.bisect_right(recent, offset, key=_base_of) - 1
+            if recent[i][1] < offset:  # a gap in the offsets: the next batch holds later ones
+                i += 1
+            base, _, pos, size = recent[i]
+            return pos, base, size
+        _, start = self.index.lookup(offset)
+        for pos, header in self.headers_from(start):
+            if header.last_offset >= offset:
+                return pos, header.base_offset, header.size
+        return None
 
     def position_of(self, offset: int) -> int:
         """Position of the first batch whose base offset is >= ``offset`` (``size`` if none)."""
         self.ensure_indexes()
-        _, pos = self.index.lookup(offset)
-        while True:
-            header = self.header_at(pos)
-            if header is None or header.base_offset >= offset:
-                return pos if header is not None else self.size
-            pos += header.size
+        recent = self.recent
+        if recent and offset >= recent[0][0]:
+            i = bisect.bisect_left(recent, offset, key=_base_of)
+            return recent[i][2] if i < len(recent) else self.size
+        _, start = self.index.lookup(offset)
+        for pos, header in self.headers_from(start):
+            if header.base_offset >= offset:
+                return pos
+        return self.size
 
     def boundary_within(self, start: int, limit: int) -> int | None:
         """The last batch end in ``(start, limit]``, where ``start`` is a batch start; None
@@ -244,26 +286,22 @@ class LogSegment:
             end = pos
         else:
             pos = start
-        while True:
-            header = self.header_at(pos)
-            if header is None or pos + header.size > limit:
-                return end
-            pos += header.size
-            end = pos
+        for at, header in self.headers_from(pos):
+            if at + header.size > limit:
+                break
+            end = at + header.size
+        return end
 
     def find_timestamp(self, timestamp: int, min_offset: int = 0) -> tuple[int, int] | None:
         """``(base offset, max timestamp)`` of the first batch with max timestamp >=
         ``timestamp`` holding an offset >= ``min_offset``, found through the time index then
         the offset index."""
         self.ensure_indexes()
-        _, pos = self.index.lookup(self.time_index.lookup(timestamp))
-        while True:
-            header = self.header_at(pos)
-            if header is None:
-                return None
+        _, start = self.index.lookup(self.time_index.lookup(timestamp))
+        for _, header in self.headers_from(start):
             if header.max_timestamp >= timestamp and header.last_offset >= min_offset:
                 return header.base_offset, header.max_timestamp
-            pos += header.size
+        return None
 
     # ------------------------------------------------------------------ recovery
     def recover(self, *, validate: bool = True) -> int:
@@ -277,7 +315,7 @@ class LogSegment:
         self.offset_of_max_timestamp = self.base_offset
         self.bytes_since_last_index = 0
         self.next_offset = self.base_offset
-        self.last_batch = None
+        self.recent.clear()
         size = os.fstat(self.fd).st_size
         pos = self._scan(size, validate)
         self.size = pos
@@ -326,16 +364,16 @@ class LogSegment:
         first = self.header_at(0)
         if first is not None and 0 <= first.max_timestamp < self.created_ms:
             self.created_ms = first.max_timestamp
-        while pos < self.size:
-            header = self.header_at(pos)
-            if header is None:
-                raise CorruptBatch(f"{self.log_path}: unreadable batch at position {pos}")
+        self.recent.clear()
+        for at, header in self.headers_from(pos):
             if header.max_timestamp > self.max_timestamp:
                 self.max_timestamp = header.max_timestamp
                 self.offset_of_max_timestamp = header.base_offset
             self.next_offset = header.next_offset
-            self.last_batch = (header.base_offset, header.last_offset, pos)
-            pos += header.size
+            self.recent.append((header.base_offset, header.last_offset, at, header.size))
+            pos = at + header.size
+        if pos < self.size:
+            raise CorruptBatch(f"{self.log_path}: unreadable batch at position {pos}")
 
     # ------------------------------------------------------------------ truncation
     def truncate_to(self, offset: int) -> int:
@@ -344,13 +382,13 @@ class LogSegment:
         found = self.translate(offset)
         if found is None:
             return self.size
-        pos, header = found
+        pos, base, _ = found
         os.ftruncate(self.fd, pos)
         self.size = pos
-        self.last_batch = None  # load_tail finds the new last batch
-        # Entries at or after the cut batch point at or past ``pos``.
-        self.index.truncate_to(header.base_offset)
-        self.time_index.truncate_to(header.base_offset)
+        # Entries at or after the cut batch point at or past ``pos``; load_tail refills
+        # ``recent``.
+        self.index.truncate_to(base)
+        self.time_index.truncate_to(base)
         self.max_timestamp = -1
         self.offset_of_max_timestamp = self.base_offset
         self.load_tail()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from klamm.broker.log import PartitionLog
 from klamm.broker.log.offset_index import OffsetIndex
+from klamm.broker.log.segment import RECENT_BATCHES, LogSegment
 from klamm.broker.log.time_index import TimeIndex
 
 from .conftest import T0, batch, fetched_bytes, headers_of
@@ -31,24 +32,54 @@ def test_offset_index_has_an_entry_every_index_interval_bytes(open_log: OpenLog)
         last_pos = position
 
 
+def _batches(segment: LogSegment) -> list[tuple[int, int, int]]:
+    """``(position, base offset, next offset)`` of every batch, read header by header."""
+    out = []
+    pos = 0
+    while (h := segment.header_at(pos)) is not None:
+        out.append((pos, h.base_offset, h.next_offset))
+        pos += h.size
+    return out
+
+
 def test_offset_index_lookup_lands_at_or_before_the_batch_holding_each_offset(
         open_log: OpenLog) -> None:
     plog = open_log(index_interval_bytes=300)
     for i in range(30):
         plog.append(batch(1 + i % 3), 0)
     segment = plog.segments.active
-    positions = {}
-    pos = 0
-    while (h := segment.header_at(pos)) is not None:
-        for off in range(h.base_offset, h.next_offset):
-            positions[off] = pos
-        pos += h.size
-    for offset, batch_pos in positions.items():
-        entry_offset, entry_pos = segment.index.lookup(offset)
-        assert entry_offset <= offset and entry_pos <= batch_pos
-        assert batch_pos - entry_pos <= 300 + 3 * len(batch(3))
-        found = segment.translate(offset)
-        assert found is not None and found[0] == batch_pos
+    for batch_pos, base, following in _batches(segment):
+        for offset in range(base, following):
+            entry_offset, entry_pos = segment.index.lookup(offset)
+            assert entry_offset <= offset and entry_pos <= batch_pos
+            assert batch_pos - entry_pos <= 300 + 3 * len(batch(3))
+
+
+def test_every_offset_is_found_near_the_tail_and_further_back(open_log: OpenLog) -> None:
+    """The last RECENT_BATCHES batches are found from memory, older ones through the index
+    and a header scan: both must place every offset, also after a truncation and a reopen."""
+    plog = open_log(index_interval_bytes=300)
+    for i in range(RECENT_BATCHES * 3):
+        plog.append(batch(1 + i % 3), 0)
+    for step in ("appended", "truncated", "reopened"):
+        segment = plog.segments.active
+        batches = _batches(segment)
+        assert len(batches) > RECENT_BATCHES
+        if step == "appended":
+            assert len(segment.recent) == RECENT_BATCHES
+        assert segment.recent and segment.recent[-1][2] + segment.recent[-1][3] == segment.size
+        for offset in range(plog.log_end_offset + 1):
+            holding = [(pos, base) for pos, base, following in batches if following > offset]
+            found = segment.translate(offset)
+            assert (found[:2] if found else None) == (holding[0] if holding else None), \
+                (step, offset)
+            later = [pos for pos, base, _ in batches if base >= offset]
+            assert segment.position_of(offset) == (later[0] if later else segment.size)
+        if step == "appended":
+            plog.truncate_to(plog.log_end_offset - 40)
+        elif step == "truncated":
+            plog.close()
+            plog = open_log(index_interval_bytes=300)
 
 
 def test_offset_index_file_round_trips_and_truncates(tmp_path: Path) -> None:
