@@ -18,18 +18,24 @@ from typing import Any
 
 from klamm.protocol.config import ConfigError
 from klamm.protocol.errors import ErrorCode, KlammError
-from klamm.zk.errors import NodeExistsError
+from klamm.zk.errors import BadVersionError, NodeExistsError, NoNodeError
 
 from .cluster.model import TopicAssignment
 from .cluster.store import ClusterStore
 from .config import BrokerConfig, TopicConfig, validate_topic_name
-from .controller.assignment import Assignment, assign_replicas, check_assignment
+from .controller.assignment import (Assignment, added_partitions, assign_replicas,
+                                    check_assignment)
 from .metadata_cache import MetadataCache
 from .topic_configs import TopicConfigs
 
 log = logging.getLogger(__name__)
 
 Result = tuple[ErrorCode, str | None]
+
+# Partitions one request may add to a topic (as many as one CREATE_TOPICS may create).
+MAX_ADDED_PARTITIONS = 10_000
+# Tries of the conditional assignment write when another change to the topic won the race.
+ASSIGNMENT_WRITE_TRIES = 5
 
 
 class TopicAdmin:
@@ -106,6 +112,70 @@ class TopicAdmin:
             return ErrorCode.REQUEST_TIMED_OUT, (
                 f"topic {name!r} is marked for deletion but still listed after {timeout_ms} ms")
         return ErrorCode.NONE, None
+
+    async def create_partitions(self, name: str, count: int,
+                                assignment: list[list[int]] | None = None, *,
+                                validate_only: bool = False,
+                                timeout_ms: int = 30_000) -> Result:
+        """Grow topic ``name`` to ``count`` partitions (Kafka's CreatePartitions): the new
+        ones get ``assignment`` (one replica list per new partition) or are placed as
+        ``added_partitions`` places them. The assignment node is rewritten conditionally on
+        the version read, so two concurrent growths cannot lose one another's partitions;
+        the controller, watching the node, creates their states and leaders."""
+        for _ in range(ASSIGNMENT_WRITE_TRIES):
+            if name in await self.store.topics_marked_for_deletion():
+                return ErrorCode.INVALID_TOPIC, f"topic {name!r} is being deleted"
+            found = await self.store.get_topic_versioned(name)
+            if found is None:
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+            current, version = found
+            have = len(current.replicas)
+            if count <= have:
+                return ErrorCode.INVALID_PARTITIONS, (
+                    f"topic {name!r} has {have} partition(s); partitions can only be added, "
+                    f"so the new count must be above {have}, got {count}")
+            if count - have > MAX_ADDED_PARTITIONS:
+                return ErrorCode.INVALID_PARTITIONS, (
+                    f"adding {count - have} partitions at once is more than the "
+                    f"{MAX_ADDED_PARTITIONS} one request may add")
+            live = {b: e.rack for b, e in self.metadata.brokers.items()}
+            try:
+                if assignment is not None:
+                    if len(assignment) != count - have:
+                        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                            f"growing {name!r} from {have} to {count} partitions needs "
+                            f"{count - have} replica list(s), one per new partition; got "
+                            f"{len(assignment)}")
+                    added = {have + i: list(r) for i, r in enumerate(assignment)}
+                    check_assignment(added, set(live), first_partition=have,
+                                     replication_factor=len(next(iter(
+                                         current.replicas.values()))))
+                else:
+                    added = added_partitions(current.replicas, count, live)
+            except KlammError as exc:
+                return exc.code, exc.detail
+            if validate_only:
+                return ErrorCode.NONE, None
+            grown = TopicAssignment(name, current.topic_id, {**current.replicas, **added})
+            try:
+                await self.store.set_topic_assignment(grown, version)
+            except BadVersionError:
+                continue  # another growth came first: judge this one against it
+            except NoNodeError:
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+            log.info("topic %s: partitions %d..%d added, replicas %s", name, have, count - 1,
+                     _short(added))
+            if timeout_ms > 0 and not await self.metadata.wait_until(
+                    lambda: self.metadata.partition_count(name) >= count and
+                    self.metadata.all_led(name), timeout_ms / 1000):
+                return ErrorCode.REQUEST_TIMED_OUT, (
+                    f"partitions {have}..{count - 1} of {name!r} were added, but not every "
+                    f"one had a leader within {timeout_ms} ms; they will get them once the "
+                    f"controller acts")
+            return ErrorCode.NONE, None
+        return ErrorCode.INVALID_REQUEST, (
+            f"the assignment of {name!r} kept changing while partitions were being added; "
+            f"retry")
 
     async def exists(self, name: str) -> bool:
         if validate_topic_name(name) is not None:

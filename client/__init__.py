@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .producer import Producer, ProducerConfig, RecordFuture
     from .producer.partitioner import partition_for_key
     from .serializers import SerializationError
-    from .structs import (ConsumerRecord, NewTopic, OffsetAndMetadata, OffsetAndTimestamp,
-                          RecordMetadata, TopicPartition)
+    from .structs import (ConsumerRecord, NewPartitions, NewTopic, OffsetAndMetadata,
+                          OffsetAndTimestamp, RecordMetadata, TopicPartition)
 
 _WHERE = {
     "Admin": "admin", "AdminConfig": "admin", "ConfigEntry": "admin",
@@ -30,7 +30,8 @@ _WHERE = {
     "Producer": "producer", "ProducerConfig": "producer", "RecordFuture": "producer",
     "partition_for_key": "producer.partitioner",
     "SerializationError": "serializers",
-    "ConsumerRecord": "structs", "NewTopic": "structs", "OffsetAndMetadata": "structs",
+    "ConsumerRecord": "structs", "NewPartitions": "structs", "NewTopic": "structs",
+    "OffsetAndMetadata": "structs",
     "OffsetAndTimestamp": "structs", "RecordMetadata": "structs", "TopicPartition": "structs",
 }
 
@@ -47,9 +48,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Admin", "AdminConfig", "ConfigEntry", "Consumer", "ConsumerConfig", "ConsumerRecord",
-           "ConsumerStoppedError", "ConsumerWakeup", "GroupsNotAvailableError", "NewTopic",
-           "NoOffsetForPartitionError", "OffsetAndMetadata", "OffsetAndTimestamp", "Producer",
-           "ProducerConfig", "RecordDeserializationError", "RecordFuture", "RecordMetadata",
-           "SerializationError", "TopicDescription", "TopicPartition", "errors",
+           "ConsumerStoppedError", "ConsumerWakeup", "GroupsNotAvailableError", "NewPartitions",
+           "NewTopic", "NoOffsetForPartitionError", "OffsetAndMetadata", "OffsetAndTimestamp",
+           "Producer", "ProducerConfig", "RecordDeserializationError", "RecordFuture",
+           "RecordMetadata", "SerializationError", "TopicDescription", "TopicPartition", "errors",
            "partition_for_key"]
 assert sorted(__all__) == sorted([*_WHERE, "errors"])

@@ -10,7 +10,7 @@ from klamm.protocol.errors import ErrorCode, error_for
 
 from .cluster import Cluster, PartitionInfo
 from .config import CommonClientConfig
-from .structs import NewTopic, TopicPartition
+from .structs import NewPartitions, NewTopic, TopicPartition
 
 
 class AdminConfig(CommonClientConfig):
@@ -86,6 +86,21 @@ class Admin:
                         "assignment": None if t.replica_assignment is None else {
                             int(p): [int(b) for b in r]
                             for p, r in t.replica_assignment.items()}} for t in topics],
+            "timeout_ms": timeout_ms, "validate_only": validate_only})
+        for res in body["topics"]:
+            _raise_for(res["error_code"], res.get("error_message"))
+
+    async def create_partitions(self, topics: dict[str, NewPartitions], *,
+                                validate_only: bool = False, timeout_ms: int = 30_000) -> None:
+        """Add partitions: ``{topic: NewPartitions(total_count)}``. Returns once every new
+        partition has a leader; raises the first error (e.g. InvalidPartitionsError when the
+        count is not above the current one). Keyed records may map to other partitions
+        afterwards, as in Kafka."""
+        body = await self._call(ApiKey.CREATE_PARTITIONS, {
+            "topics": [{"topic": name, "count": int(new.total_count),
+                        "assignment": None if new.new_assignments is None else
+                        [[int(b) for b in r] for r in new.new_assignments]}
+                       for name, new in topics.items()],
             "timeout_ms": timeout_ms, "validate_only": validate_only})
         for res in body["topics"]:
             _raise_for(res["error_code"], res.get("error_message"))

@@ -55,3 +55,11 @@ class NewTopic(NamedTuple):
     configs: dict[str, Any] = {}
     # {partition: [broker ids, preferred leader first]}; then leave the two counts at -1
     replica_assignment: dict[int, list[int]] | None = None
+
+
+class NewPartitions(NamedTuple):
+    """Grow a topic to ``total_count`` partitions (``Admin.create_partitions``)."""
+
+    total_count: int
+    # one replica list per new partition, in partition order; None: the brokers place them
+    new_assignments: list[list[int]] | None = None

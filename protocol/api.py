@@ -36,6 +36,11 @@ Broker APIs (version 0 unless noted)::
                   The answer waits (up to timeout_ms) until every partition has a leader.
                -> {topics: [{topic, error_code, error_message}]}
   DELETE_TOPICS   {topics: [name], timeout_ms} -> {topics: [{topic, error_code, error_message}]}
+  CREATE_PARTITIONS {topics: [{topic, count, assignment: [[broker ids]] | None}], timeout_ms,
+                  validate_only}
+                  count is the new total; assignment has one replica list per new partition.
+                  The answer waits (up to timeout_ms) until every new partition has a leader.
+               -> {topics: [{topic, error_code, error_message}]}
   DESCRIBE_CONFIGS {resources: [{type: "topic"|"broker", name}]}
                -> {resources: [{type, name, error_code, error_message,
                   configs: [{name, value, source: "default"|"broker"|"topic", read_only}]}]}

@@ -63,6 +63,7 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
         ApiKey.CONTROLLED_SHUTDOWN: ApiSpec(to_controller.controlled_shutdown, 0, 0),
         ApiKey.CREATE_TOPICS: ApiSpec(admin.create_topics, 0, 0),
         ApiKey.DELETE_TOPICS: ApiSpec(admin.delete_topics, 0, 0),
+        ApiKey.CREATE_PARTITIONS: ApiSpec(admin.create_partitions, 0, 0),
         ApiKey.OFFSET_FOR_LEADER_EPOCH: ApiSpec(offsets.offset_for_leader_epoch, 0, 0),
         ApiKey.DESCRIBE_CONFIGS: ApiSpec(admin.describe_configs, 0, 0),
         ApiKey.ALTER_CONFIGS: ApiSpec(admin.alter_configs, 0, 0),

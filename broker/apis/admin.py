@@ -1,4 +1,5 @@
-"""Topic administration: CREATE_TOPICS, DELETE_TOPICS, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+"""Topic administration: CREATE_TOPICS, CREATE_PARTITIONS, DELETE_TOPICS, DESCRIBE_CONFIGS,
+ALTER_CONFIGS.
 
 The work is ``TopicAdmin``'s (validation, coordination writes, waiting for the controller);
 these handlers decode, dispatch and encode.
@@ -46,6 +47,29 @@ class AdminApi:
             code, message = await self.admin.create(
                 name, num, rf, configs, assignment, user=True, validate_only=validate_only,
                 timeout_ms=timeout_ms)
+            results.append({"topic": name, "error_code": int(code), "error_message": message})
+        return Reply({"topics": results})
+
+    async def create_partitions(self, request: Request) -> Reply:
+        body = fields.body_map(request.body)
+        validate_only = fields.flag(body, "validate_only")
+        timeout_ms = fields.integer(body, "timeout_ms", 30_000)
+        topics = fields.entries(body, "topics", fields.MAX_TOPICS)
+        wanted = [(fields.text(t, "topic"), fields.integer(t, "count", low=0, high=1 << 31),
+                   _new_replicas(t)) for t in topics]
+        named: dict[str, int] = {}
+        for name, _, _ in wanted:
+            named[name] = named.get(name, 0) + 1
+        results = []
+        for name, count, assignment in wanted:
+            message: str | None
+            if named[name] > 1:  # as Kafka: which of them would win is undefined
+                code, message = ErrorCode.INVALID_REQUEST, (
+                    f"topic {name!r} is named more than once in the request")
+            else:
+                code, message = await self.admin.create_partitions(
+                    name, count, assignment, validate_only=validate_only,
+                    timeout_ms=timeout_ms)
             results.append({"topic": name, "error_code": int(code), "error_message": message})
         return Reply({"topics": results})
 
@@ -156,6 +180,20 @@ def _creation(t: Mapping[str, Any], config: "BrokerConfig"
     if not raw and rf == -1:
         rf = config.default_replication_factor
     return name, num, rf, assignment, fields.string_map(t, "configs")
+
+
+def _new_replicas(t: Mapping[str, Any]) -> list[list[int]] | None:
+    """A CREATE_PARTITIONS entry's ``assignment``: one broker id list per new partition, or
+    None (absent or null) for the broker to place them."""
+    raw = t.get("assignment")
+    if raw is None:
+        return None
+    lists = fields.sequence(t, "assignment", fields.MAX_NEW_PARTITIONS)
+    if not all(isinstance(r, (list, tuple)) and len(r) <= 1 << 15 and
+               all(type(b) is int for b in r) for r in lists):
+        raise InvalidRequestError("field 'assignment' must be a list of broker id lists, one "
+                                  "per new partition")
+    return [list(r) for r in lists]
 
 
 def _resources(body: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:

@@ -1,4 +1,5 @@
-"""``klamm topics``: create, list, describe, alter, delete (output like kafka-topics)."""
+"""``klamm topics``: create, list, describe, alter (partitions, configs), delete (output like
+kafka-topics)."""
 
 from __future__ import annotations
 
@@ -49,16 +50,10 @@ def create(name: str, bootstrap: str, partitions: int, replication_factor: int,
     """
     assignment = None
     if replica_assignment is not None:
-        from klamm.broker.controller.assignment import parse_assignment
-        from klamm.protocol.errors import InvalidReplicaAssignmentError
-
         if partitions != -1 or replication_factor != -1:
             raise click.UsageError("--replica-assignment sets the partitions and their "
                                    "replicas; drop --partitions and --replication-factor")
-        try:
-            assignment = parse_assignment(replica_assignment)
-        except InvalidReplicaAssignmentError as exc:
-            raise click.BadParameter(str(exc), param_hint="--replica-assignment") from None
+        assignment = _parsed_assignment(replica_assignment)
 
     async def go() -> None:
         from klamm.client import Admin, NewTopic
@@ -145,29 +140,63 @@ def describe(name: str | None, bootstrap: str, under_replicated: bool,
 @topics.command("alter")
 @click.argument("name")
 @bootstrap_option
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="Grow the topic to this many partitions. Partitions can be added, never "
+              "removed; records with a key may map to another partition afterwards.")
+@click.option("--replica-assignment", "replica_assignment", metavar="B:B:B,B:B:B",
+              help="With --partitions: the replicas of the new partitions (':' between broker "
+              "ids, ',' between partitions). The entries of existing partitions may lead the "
+              "list, as kafka-topics takes it; they are skipped.")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
               help="Set a topic config (repeatable).")
 @click.option("--delete-config", "deletes", multiple=True, metavar="KEY",
               help="Remove a topic override, back to the broker default (repeatable).")
-def alter(name: str, bootstrap: str, configs: tuple[str, ...], deletes: tuple[str, ...]) -> None:
-    """Change topic configs.
+def alter(name: str, bootstrap: str, partitions: int | None, replica_assignment: str | None,
+          configs: tuple[str, ...], deletes: tuple[str, ...]) -> None:
+    """Add partitions to NAME or change its configs.
 
     \b
     Example:
+      klamm topics alter orders --partitions 6
       klamm topics alter orders --config retention.ms=3600000 --delete-config segment.bytes
     """
     changes: dict[str, str | None] = dict(parse_kv(configs, "--config"))
     changes.update({k: None for k in deletes})
-    if not changes:
-        raise click.UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
+    if replica_assignment is not None and partitions is None:
+        raise click.UsageError("--replica-assignment places new partitions: give "
+                               "--partitions too")
+    if not changes and partitions is None:
+        raise click.UsageError("nothing to change: give --partitions N, --config KEY=VALUE or "
+                               "--delete-config KEY")
+    new_replicas = None if replica_assignment is None else _parsed_assignment(replica_assignment)
 
     async def go() -> None:
-        from klamm.client import Admin
+        from klamm.client import Admin, NewPartitions
 
         async with Admin(bootstrap_servers=bootstrap) as admin:
-            await admin.alter_configs(name, changes)
-        click.echo(f"Updated config of topic {name}.")
+            if partitions is not None:
+                [desc] = await admin.describe_topics([name])
+                have = len(desc.partitions)
+                assignments = None
+                if new_replicas is not None:
+                    lists = [new_replicas[p] for p in sorted(new_replicas)]
+                    assignments = lists[have:] if len(lists) == partitions else lists
+                await admin.create_partitions({name: NewPartitions(partitions, assignments)})
+                click.echo(f"Topic {name} grew from {have} to {partitions} partitions.")
+            if changes:
+                await admin.alter_configs(name, changes)
+                click.echo(f"Updated config of topic {name}.")
     run(go())
+
+
+def _parsed_assignment(text: str) -> dict[int, list[int]]:
+    from klamm.broker.controller.assignment import parse_assignment
+    from klamm.protocol.errors import InvalidReplicaAssignmentError
+
+    try:
+        return parse_assignment(text)
+    except InvalidReplicaAssignmentError as exc:
+        raise click.BadParameter(str(exc), param_hint="--replica-assignment") from None
 
 
 @topics.command("delete")

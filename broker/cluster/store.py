@@ -3,7 +3,8 @@ read and changed. The one place that knows node paths (Kafka's ``KafkaZkClient``
 
     /cluster/id                               the cluster id
     /brokers/ids/<id>                         ephemeral: a live broker's host, port, rack
-    /brokers/topics/<topic>                   topic id and replica assignment
+    /brokers/topics/<topic>                   topic id and replica assignment (partitions
+                                              are only ever added to it)
     /brokers/topics/<topic>/partitions/<p>/state   leader, leader epoch, ISR
     /controller                               ephemeral: the controller's broker id
     /controller_epoch                         incremented by every new controller
@@ -194,16 +195,35 @@ class ClusterStore:
     async def topic_names(self, watch: WatchFn | None = None) -> list[str]:
         return sorted(await self.client.get_children(TOPICS, watch=watch))
 
-    async def get_topic(self, name: str) -> TopicAssignment | None:
+    async def get_topic(self, name: str, watch: WatchFn | None = None
+                        ) -> TopicAssignment | None:
+        found = await self.get_topic_versioned(name, watch)
+        return None if found is None else found[0]
+
+    async def get_topic_versioned(self, name: str, watch: WatchFn | None = None
+                                  ) -> tuple[TopicAssignment, int] | None:
+        """The topic's assignment and its node's version (for ``set_topic_assignment``);
+        ``watch`` fires when the assignment changes or the topic goes."""
         path = topic_path(name)
         try:
-            data, _ = await self.client.get(path)
+            data, stat = await self.client.get(path, watch=watch)
         except NoNodeError:
             return None
-        return decode_topic(name, data, path)
+        return decode_topic(name, data, path), stat.version
 
-    async def get_topics(self, names: Sequence[str]) -> dict[str, TopicAssignment]:
-        found = await gather_chunks(functools.partial(self.get_topic, n) for n in names)
+    async def set_topic_assignment(self, topic: TopicAssignment, version: int) -> None:
+        """Replace a topic's assignment (partitions added), conditional on the version read:
+        BadVersionError when it changed meanwhile, NoNodeError when the topic went."""
+        await self.client.set(topic_path(topic.name), encode_topic(topic), version=version)
+
+    async def get_topics(self, names: Sequence[str],
+                         watch: Callable[[str], WatchFn] | None = None
+                         ) -> dict[str, TopicAssignment]:
+        """Assignments of ``names`` (the missing ones left out); ``watch(name)`` gives each
+        topic's watch."""
+        found = await gather_chunks(
+            functools.partial(self.get_topic, n, None if watch is None else watch(n))
+            for n in names)
         return {n: t for n, t in zip(names, found, strict=True) if t is not None}
 
     async def create_topic(self, topic: TopicAssignment, configs: dict[str, Any]) -> None:

@@ -119,6 +119,19 @@ def _rack_aware(num_partitions: int, rf: int, racks: Mapping[int, str], rng: ran
     return out
 
 
+def added_partitions(existing: Mapping[int, list[int]], count: int,
+                     brokers: Mapping[int, str | None]) -> Assignment:
+    """Replicas for partitions ``len(existing)..count-1`` of a topic, placed as Kafka places
+    them (``AdminZkClient.createNewPartitionsAssignment``): the round robin continues at the
+    partition numbers added, from the broker of partition 0's preferred leader, with the
+    topic's replication factor."""
+    first = existing.get(0) or next(iter(existing.values()))
+    ordered = sorted(brokers)
+    start = next((i for i, b in enumerate(ordered) if b >= first[0]), 0)
+    return assign_replicas(count - len(existing), len(first), brokers, start_index=start,
+                           start_partition=len(existing))
+
+
 def parse_assignment(text: str) -> Assignment:
     """``"1:2:3,2:3:1"`` (kafka-topics' --replica-assignment) -> {0: [1, 2, 3], 1: [2, 3, 1]}."""
     out: Assignment = {}
@@ -132,17 +145,25 @@ def parse_assignment(text: str) -> Assignment:
     return out
 
 
-def check_assignment(assignment: Mapping[int, list[int]], known_brokers: set[int]) -> None:
-    """Refuse an explicit assignment with holes, repeats, unknown brokers or uneven sizes."""
+def check_assignment(assignment: Mapping[int, list[int]], known_brokers: set[int], *,
+                     first_partition: int = 0, replication_factor: int | None = None) -> None:
+    """Refuse an explicit assignment with holes, repeats, unknown brokers or uneven sizes.
+    Partitions added to a topic are numbered from ``first_partition`` and must have its
+    ``replication_factor``."""
     if not assignment:
         raise InvalidReplicaAssignmentError("the assignment names no partitions")
-    if sorted(assignment) != list(range(len(assignment))):
+    numbers = list(range(first_partition, first_partition + len(assignment)))
+    if sorted(assignment) != numbers:
         raise InvalidReplicaAssignmentError(
-            f"partitions must be numbered 0..{len(assignment) - 1}, got {sorted(assignment)}")
+            f"partitions must be numbered {numbers[0]}..{numbers[-1]}, got {sorted(assignment)}")
     sizes = {len(r) for r in assignment.values()}
     if len(sizes) != 1:
         raise InvalidReplicaAssignmentError(
             f"every partition must have the same number of replicas, got sizes {sorted(sizes)}")
+    if replication_factor is not None and sizes != {replication_factor}:
+        raise InvalidReplicaAssignmentError(
+            f"the topic's partitions have {replication_factor} replica(s) each; the new ones "
+            f"must too, got {sizes.pop()}")
     for partition, replicas in sorted(assignment.items()):
         if not replicas:
             raise InvalidReplicaAssignmentError(f"partition {partition} has no replicas")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from klamm.broker.cluster.model import LeaderIsr
+from klamm.broker.cluster.model import LeaderIsr, TopicAssignment
 from klamm.broker.cluster.store import (CONTROLLER, ClusterStore, ControllerMovedError,
                                         StateConflict)
 from klamm.broker.config import BrokerConfig
@@ -62,6 +62,12 @@ class BrokersChanged(Event):
 @dataclass(slots=True)
 class TopicsChanged(Event):
     name = "topic_change"
+
+
+@dataclass(slots=True)
+class PartitionsAdded(Event):
+    topic: str = ""
+    name = "partition_modification"
 
 
 @dataclass(slots=True)
@@ -105,6 +111,9 @@ class ControlledShutdownReceived(Event):
 class _Generation:
     number: int = 0
     events: "asyncio.Queue[Event]" = field(default_factory=asyncio.Queue)
+    # One watch function per topic's assignment node: the coordination client keeps a
+    # function once per node, so re-arming never piles up watches.
+    topic_watches: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 class Controller:
@@ -209,6 +218,17 @@ class Controller:
     def _watcher(self, gen: _Generation, make: Callable[[], Event]) -> Callable[[Any], None]:
         return lambda _event: self._enqueue(gen, make())
 
+    def _topic_watch(self, gen: _Generation) -> Callable[[str], Callable[[Any], None]]:
+        """The watch on each topic's assignment node (Kafka's partition modifications
+        handler): partitions added to a topic reach the controller through it."""
+        def watch(topic: str) -> Callable[[Any], None]:
+            fn = gen.topic_watches.get(topic)
+            if fn is None:
+                fn = gen.topic_watches[topic] = self._watcher(gen,
+                                                              lambda: PartitionsAdded(topic))
+            return fn
+        return watch
+
     async def alter_partition(self, request: AlterPartitionRequest) -> AlterPartitionResponse:
         if not self.active:
             return AlterPartitionResponse(int(ErrorCode.NOT_CONTROLLER),
@@ -268,6 +288,8 @@ class Controller:
                 await self._brokers_changed(gen)
             case TopicsChanged():
                 await self._topics_changed(gen)
+            case PartitionsAdded(topic=topic):
+                await self._partitions_added(gen, topic)
             case DeletionsChanged():
                 await self._deletions_changed(gen)
             case DeletionConfirmed(topic=topic, broker=broker):
@@ -371,7 +393,7 @@ class Controller:
         assert self.channel is not None
         ctx.live = await store.live_brokers(watch=self._watcher(gen, BrokersChanged))
         names = await store.topic_names(watch=self._watcher(gen, TopicsChanged))
-        ctx.topics = await store.get_topics(names)
+        ctx.topics = await store.get_topics(names, watch=self._topic_watch(gen))
         configs = await asyncio.gather(*(store.topic_configs(n) for n in ctx.topics))
         ctx.unclean_topics = {n for n, c in zip(ctx.topics, configs, strict=True)
                               if self._unclean_of(c)}
@@ -440,7 +462,7 @@ class Controller:
         new = [n for n in names if n not in ctx.topics]
         if not new:
             return
-        found = await self.store.get_topics(new)
+        found = await self.store.get_topics(new, watch=self._topic_watch(gen))
         configs = await asyncio.gather(*(self.store.topic_configs(n) for n in found))
         for (name, topic), conf in zip(found.items(), configs, strict=True):
             ctx.topics[name] = topic
@@ -454,6 +476,37 @@ class Controller:
             await self._apply(transitions.new_topic_states(ctx, name), batch, is_new=True)
             log.info("controller: created topic %s (%d partition(s))", name,
                      len(found[name].replicas))
+        self._send(gen, batch)
+
+    async def _partitions_added(self, gen: _Generation, topic: str) -> None:
+        """A topic's assignment node changed (re-armed here): start its new partitions.
+        Partitions are only ever added; a changed replica list of an existing partition is
+        not a reassignment this controller performs, so its own stays and is logged."""
+        ctx = self.ctx
+        if topic not in ctx.topics:
+            return  # not created here yet (the topic watch starts it) or gone
+        stored = await self.store.get_topic(topic, watch=self._topic_watch(gen)(topic))
+        if stored is None or topic in ctx.deleting:
+            if stored is not None:
+                log.warning("controller: partitions added to topic %s while it is being "
+                            "deleted are ignored", topic)
+            return
+        known = ctx.topics[topic].replicas
+        added = {p: r for p, r in stored.replicas.items() if p not in known}
+        changed = sorted(p for p, r in stored.replicas.items() if p in known and r != known[p])
+        if changed:
+            log.warning("controller: topic %s's stored replicas of partition(s) %s differ from "
+                        "the controller's; reassignment is not supported, the controller's "
+                        "stay", topic, changed[:10])
+        if not added:
+            return
+        ctx.topics[topic] = TopicAssignment(topic, ctx.topics[topic].topic_id,
+                                            {**known, **added})
+        ctx.states.update(await self.store.get_states([(topic, p) for p in added]))
+        batch = RequestBatch(self.broker_id)
+        await self._apply(transitions.new_topic_states(ctx, topic), batch, is_new=True)
+        log.info("controller: topic %s grew to %d partition(s)", topic,
+                 len(ctx.topics[topic].replicas))
         self._send(gen, batch)
 
     async def _topic_config_changed(self, topic: str) -> None:

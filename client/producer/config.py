@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -12,6 +12,10 @@ from ..config import CommonClientConfig
 
 
 class ProducerConfig(CommonClientConfig):
+    # metadata.max.age.ms: the producer refreshes the metadata of its topics that often, so
+    # it learns of added partitions (and moved leaders) without an error first.
+    IMPLEMENTED_HERE: ClassVar[frozenset[str]] = frozenset({"metadata_max_age_ms"})
+
     client_id: str = "klamm-producer"
     acks: Literal[0, 1, -1] = -1
     linger_ms: int = Field(5, ge=0)

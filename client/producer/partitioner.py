@@ -2,8 +2,8 @@
 
 The key hash is CRC32C (a C call, stable across processes and versions), so the same key
 always lands on the same partition while the partition count is unchanged. Unkeyed records
-stick to one partition until its batch is sent, then move on round-robin: big batches without
-giving up spread.
+stick to one partition until its batch leaves (full, or at the end of linger.ms), then move
+on round-robin: big batches without giving up spread, at any rate.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ class StickyPartitioner:
         """topic -> sticky partition, for callers that inline the common case."""
         return self._current
 
-    def batch_sent(self, topic: str, partition: int, num_partitions: int) -> None:
-        """A batch of the sticky partition left: stick to the next partition."""
+    def batch_sent(self, topic: str, partition: int, num_partitions: int) -> int:
+        """A batch of the sticky partition left: stick to the next partition (returned)."""
         if self._current.get(topic) == partition and num_partitions > 1:
-            self._advance(topic, num_partitions)
+            return self._advance(topic, num_partitions)
+        return self._current.get(topic, partition)
 
     def _advance(self, topic: str, num_partitions: int) -> int:
         p = self._next.get(topic, 0) % num_partitions

@@ -51,6 +51,7 @@ class Producer:
         self._acc: RecordAccumulator | None = None
         self._sender: Sender | None = None
         self._sender_task: asyncio.Task[None] | None = None
+        self._aging: asyncio.Task[None] | None = None  # metadata.max.age.ms refreshes
         self._closed = False
         self._started = False
 
@@ -62,6 +63,7 @@ class Producer:
         await self._cluster.bootstrap()
         self._sender = Sender(cfg, self._cluster, self._acc)
         self._sender_task = asyncio.ensure_future(self._sender.run())
+        self._aging = asyncio.ensure_future(self._refresh_every_max_age())
         self._started = True
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -86,6 +88,8 @@ class Producer:
                         f"(stop timeout {timeout:g} s)"))
             await task
         finally:
+            if self._aging is not None:
+                self._aging.cancel()
             await sender.stop()
             await self._cluster.close()
 
@@ -115,9 +119,7 @@ class Producer:
             if code and not is_retriable(code):  # an invalid name: waiting cannot help
                 raise error_for(code, info.error_message if info else f"topic {topic!r}")
             if parts:
-                self._tps[topic] = [TopicPartition(topic, p) for p in range(max(parts) + 1)]
-                if self._acc is not None:
-                    self._acc.add_topic(topic, max(parts) + 1)
+                self._learn_partitions(topic, max(parts) + 1)
                 return set(parts)
             if code and code != said and code not in _EXPECTED_WHILE_CREATING:
                 said = code
@@ -131,6 +133,52 @@ class Producer:
                     message = info.error_message if info else None
                     raise error_for(code, f"{message}; {within}" if message else within)
                 raise UnknownTopicOrPartitionError(within)
+            await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+
+    def _learn_partitions(self, topic: str, count: int) -> None:
+        """Partitions only grow: records go to every one the metadata shows."""
+        known = self._tps.get(topic, [])
+        if count > len(known):
+            if known:
+                log.info("topic %r grew from %d to %d partitions", topic, len(known), count)
+            self._tps[topic] = [TopicPartition(topic, p) for p in range(count)]
+            if self._acc is not None:
+                self._acc.add_topic(topic, count)
+
+    async def _refresh_every_max_age(self) -> None:
+        """metadata.max.age.ms: refresh the topics sent to (0: every retry.backoff.ms), so
+        added partitions start taking records and moved leaders are known before a send
+        fails on them."""
+        cfg = self.config
+        interval = max(cfg.metadata_max_age_ms, cfg.retry_backoff_ms, 1) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            topics = sorted(self._tps)
+            if not topics:
+                continue
+            try:
+                md = await self._cluster.refresh(topics)
+            except Exception as exc:  # the sender reports outages; this one tries again later
+                log.debug("periodic metadata refresh failed: %s", exc)
+                continue
+            for topic in topics:
+                parts = md.partitions_for(topic)
+                if parts:
+                    self._learn_partitions(topic, max(parts) + 1)
+
+    async def _await_partition(self, topic: str, partition: int) -> None:
+        """An explicit partition the metadata does not show yet (added to the topic
+        meanwhile?): refresh until it appears, up to max.block.ms, as Kafka's producer does."""
+        deadline = time.monotonic() + self.config.max_block_ms / 1000
+        while True:
+            parts = await self.partitions_for(topic)
+            if partition in parts:
+                return
+            if time.monotonic() >= deadline:
+                raise UnknownTopicOrPartitionError(
+                    f"partition {partition} of topic {topic!r} (which has {len(parts)} "
+                    f"partitions) is not in the metadata after max.block.ms="
+                    f"{self.config.max_block_ms}")
             await asyncio.sleep(self.config.retry_backoff_ms / 1000)
 
     # ------------------------------------------------------------------ sending
@@ -175,8 +223,17 @@ class Producer:
                 partition = self._sticky_current.get(topic, -1)
                 if partition < 0 or partition >= num:
                     partition = self._sticky.partition(topic, num)
+                elif slots[partition] is None and num > 1:
+                    # its batch left (full, or lingered out): a new batch starts on the next
+                    # partition (KIP-480), else slow unkeyed sends would all land on one
+                    partition = self._sticky.batch_sent(topic, partition, num)
         elif not 0 <= partition < num:
-            raise UnknownTopicOrPartitionError(f"{topic} has {num} partitions, not {partition}")
+            if partition < 0:
+                raise UnknownTopicOrPartitionError(
+                    f"partition numbers start at 0; {topic!r} has no partition {partition}")
+            await self._await_partition(topic, partition)
+            slots = acc.slots[topic]
+            num = len(slots)
         if acc.buffered + size > acc.buffer_memory:
             await self._wait_for_memory(size)
         ts = timestamp if timestamp is not None else int(_time() * 1000)
@@ -193,8 +250,6 @@ class Producer:
         acc.buffered += size
         if batch.size >= acc.batch_size:
             acc.close_batch(batch)
-            if k is None:
-                self._sticky.batch_sent(topic, partition, num)
         return RecordFuture(batch, index, ts)
 
     async def send_and_wait(self, topic: str, value: Any = None, key: Any = None,

@@ -1,14 +1,15 @@
 """A topic deleted while one of its replicas is down is removed from that broker when it
-returns; the replication metrics follow a follower's stall and return."""
+returns; partitions added to a replicated topic are led and replicated, also after a
+controller change; the replication metrics follow a follower's stall and return."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from klamm.client import NewTopic, TopicPartition
+from klamm.client import NewPartitions, NewTopic, Producer, TopicPartition
 from tests.support.cluster import Cluster, VerifiableProducer
 from tests.support.polling import until
 
@@ -37,6 +38,38 @@ async def test_a_topic_deleted_while_a_replica_is_down_leaves_it_when_it_returns
     async with cluster.admin() as admin:
         offsets = await admin.list_offsets({_tp("gone", 0): "latest"})
     assert offsets[_tp("gone", 0)][0] == 0
+
+
+async def test_added_partitions_are_replicated_and_a_new_controller_adds_more(
+        cluster: Cluster) -> None:
+    await cluster.create_topic("grow", partitions=2)
+    async with cluster.admin() as admin:
+        await admin.create_partitions({"grow": NewPartitions(4)})
+    parts = await cluster.in_sync("grow")
+    assert [p.partition for p in parts] == [0, 1, 2, 3]
+    assert all(len(set(p.replicas)) == 3 for p in parts)
+    assert {p.replicas[0] for p in parts} == {1, 2, 3}  # the round robin went on
+
+    async def produce_to_every_partition(count: int) -> None:
+        async with Producer(bootstrap_servers=cluster.live_bootstrap, acks="all",
+                            linger_ms=0) as producer:
+            for p in range(count):
+                md = await producer.send_and_wait("grow", b"v%d" % p, partition=p)
+                assert md.partition == p
+    await produce_to_every_partition(4)
+
+    # The new controller arms its own watch on the topic: it starts the next partitions.
+    old = await cluster.controller()
+    cluster.kill(old)
+    await cluster.wait_controller(lambda c: c != old)
+    cluster.restart(old)
+    await cluster.in_sync("grow")
+    async with cluster.admin() as admin:
+        await admin.create_partitions({"grow": NewPartitions(6)})
+    parts = await cluster.in_sync("grow")
+    assert [p.partition for p in parts] == list(range(6))
+    await produce_to_every_partition(6)
+    await cluster.settled("grow", partitions=6)
 
 
 def _tp(topic: str, partition: int) -> TopicPartition:

@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from klamm.broker.controller.assignment import (assign_replicas, check_assignment,
+from klamm.broker.controller.assignment import (added_partitions, assign_replicas,
+                                                check_assignment,
                                                 parse_assignment, rack_alternated)
 from klamm.protocol.errors import InvalidReplicaAssignmentError, InvalidReplicationFactorError
 
@@ -57,3 +58,27 @@ def test_explicit_assignments_are_parsed_and_checked() -> None:
             check_assignment(bad, {1, 2, 3})
     with pytest.raises(InvalidReplicaAssignmentError, match="joined by ':'"):
         parse_assignment("1:x")
+
+
+def test_added_partitions_continue_the_round_robin_from_partition_zeros_leader() -> None:
+    # as Kafka's AdminZkClient: start at partition 0's preferred leader, number on from the
+    # partitions there, keep the replication factor; leaders stay spread over the brokers
+    brokers = {b: None for b in (1, 2, 3)}
+    existing = assign_replicas(3, 2, brokers, rng=random.Random(7))
+    grown = {**existing, **added_partitions(existing, 9, brokers)}
+    assert sorted(grown) == list(range(9))
+    assert all(len(r) == 2 and len(set(r)) == 2 for r in grown.values())
+    assert set(Counter(r[0] for r in grown.values()).values()) == {3}
+    assert added_partitions(existing, 9, brokers) == assign_replicas(
+        6, 2, brokers, start_index=existing[0][0] - 1, start_partition=3)
+    with pytest.raises(InvalidReplicationFactorError, match="larger than the 1 live broker"):
+        added_partitions(existing, 4, {1: None})
+
+
+def test_replicas_of_added_partitions_are_checked_against_the_topic() -> None:
+    check_assignment({3: [1, 2], 4: [2, 3]}, {1, 2, 3}, first_partition=3,
+                     replication_factor=2)
+    with pytest.raises(InvalidReplicaAssignmentError, match="numbered 3..3"):
+        check_assignment({0: [1, 2]}, {1, 2, 3}, first_partition=3)
+    with pytest.raises(InvalidReplicaAssignmentError, match="have 2 replica.s. each.*got 3"):
+        check_assignment({3: [1, 2, 3]}, {1, 2, 3}, first_partition=3, replication_factor=2)

@@ -1,6 +1,9 @@
 from collections import Counter
 
+from klamm.broker.server import BrokerServer
+from klamm.client import Producer
 from klamm.client.producer.partitioner import StickyPartitioner, partition_for_key
+from tests.support.raw import RawConnection, create_topic
 
 
 def test_same_key_always_maps_to_the_same_partition() -> None:
@@ -21,3 +24,16 @@ def test_sticky_partitioner_stays_until_a_batch_is_sent_then_moves_on() -> None:
         seen.add(sticky.partition("t", 3))
         sticky.batch_sent("t", sticky.partition("t", 3), 3)
     assert seen == {0, 1, 2}
+
+
+async def test_slow_unkeyed_sends_spread_over_every_partition(broker: BrokerServer) -> None:
+    """Each batch that leaves at the end of linger.ms moves the sticky partition on: before,
+    only a full batch did, so records sent one at a time all went to one partition."""
+    conn = await RawConnection.open(broker.bootstrap)
+    try:
+        await create_topic(conn, "spread", partitions=3)
+    finally:
+        await conn.close()
+    async with Producer(bootstrap_servers=broker.bootstrap, linger_ms=0) as producer:
+        used = [(await producer.send_and_wait("spread", b"x")).partition for _ in range(9)]
+    assert Counter(used) == {0: 3, 1: 3, 2: 3}

@@ -77,13 +77,17 @@ async def test_errors_before_send_are_raised_by_send_and_queue_nothing(
         broker: BrokerServer) -> None:
     await make_topic(broker, "e")
     async with Producer(bootstrap_servers=broker.bootstrap, max_request_size=2048,
-                        value_serializer="json") as producer:
+                        value_serializer="json", max_block_ms=300) as producer:
         with pytest.raises(MessageSizeTooLargeError, match="max.request.size"):
             await producer.send("e", "x" * 5000)
         with pytest.raises(SerializationError, match="value"):
             await producer.send("e", object())
-        with pytest.raises(UnknownTopicOrPartitionError):
-            await producer.send("e", 1, partition=5)
+        with pytest.raises(UnknownTopicOrPartitionError, match="partition 5 of topic 'e' "
+                           r"\(which has 1 partitions\) is not in the metadata after "
+                           r"max.block.ms=300"):
+            await producer.send("e", 1, partition=5)  # waits for it to be added, as Kafka's
+        with pytest.raises(UnknownTopicOrPartitionError, match="start at 0"):
+            await producer.send("e", 1, partition=-1)
         await producer.send_and_wait("e", {"ok": True})
     assert [r.value for r in await fetch_records(broker.bootstrap, "e")] == [b'{"ok":true}']
 
