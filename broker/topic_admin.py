@@ -11,6 +11,7 @@ value. Single-threaded (event loop).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import uuid
@@ -122,6 +123,8 @@ class TopicAdmin:
         ``added_partitions`` places them. The assignment node is rewritten conditionally on
         the version read, so two concurrent growths cannot lose one another's partitions;
         the controller, watching the node, creates their states and leaders."""
+        if validate_topic_name(name) is not None:  # no such topic can exist (as Kafka says)
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
         for _ in range(ASSIGNMENT_WRITE_TRIES):
             if name in await self.store.topics_marked_for_deletion():
                 return ErrorCode.INVALID_TOPIC, f"topic {name!r} is being deleted"
@@ -156,6 +159,7 @@ class TopicAdmin:
                 return exc.code, exc.detail
             if validate_only:
                 return ErrorCode.NONE, None
+            listed = self.metadata.has_topic(name)  # gone from it later: deleted meanwhile
             grown = TopicAssignment(name, current.topic_id, {**current.replicas, **added})
             try:
                 await self.store.set_topic_assignment(grown, version)
@@ -166,16 +170,27 @@ class TopicAdmin:
             log.info("topic %s: partitions %d..%d added, replicas %s", name, have, count - 1,
                      _short(added))
             if timeout_ms > 0 and not await self.metadata.wait_until(
-                    lambda: self.metadata.partition_count(name) >= count and
-                    self.metadata.all_led(name), timeout_ms / 1000):
+                    functools.partial(self._added_led, name, have, count, listed),
+                    timeout_ms / 1000):
                 return ErrorCode.REQUEST_TIMED_OUT, (
                     f"partitions {have}..{count - 1} of {name!r} were added, but not every "
                     f"one had a leader within {timeout_ms} ms; they will get them once the "
                     f"controller acts")
+            if listed and not self.metadata.has_topic(name):
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, (
+                    f"topic {name!r} was deleted while partitions were being added")
             return ErrorCode.NONE, None
         return ErrorCode.INVALID_REQUEST, (
             f"the assignment of {name!r} kept changing while partitions were being added; "
             f"retry")
+
+    def _added_led(self, name: str, first: int, count: int, listed: bool) -> bool:
+        """Partitions ``first..count-1`` are led (the older ones may be offline: not this
+        request's business), or the topic left the metadata it was ``listed`` in (deleted
+        meanwhile: waiting cannot help)."""
+        if not self.metadata.has_topic(name):
+            return listed
+        return all(self.metadata.live_leader(name, p) >= 0 for p in range(first, count))
 
     async def exists(self, name: str) -> bool:
         if validate_topic_name(name) is not None:

@@ -180,7 +180,14 @@ def alter(name: str, bootstrap: str, partitions: int | None, replica_assignment:
                 assignments = None
                 if new_replicas is not None:
                     lists = [new_replicas[p] for p in sorted(new_replicas)]
-                    assignments = lists[have:] if len(lists) == partitions else lists
+                    if len(lists) == partitions:  # kafka-topics' form: every partition
+                        if lists[:have] != [list(p.replicas) for p in desc.partitions]:
+                            click.echo(f"warning: --replica-assignment's entries for the "
+                                       f"{have} existing partition(s) differ from their "
+                                       f"replicas; existing partitions are not moved, the "
+                                       f"entries are skipped", err=True)
+                        lists = lists[have:]
+                    assignments = lists
                 await admin.create_partitions({name: NewPartitions(partitions, assignments)})
                 click.echo(f"Topic {name} grew from {have} to {partitions} partitions.")
             if changes:

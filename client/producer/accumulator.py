@@ -225,10 +225,11 @@ class RecordAccumulator:
         return batch
 
     def add_topic(self, topic: str, partitions: int) -> list["ProducerBatch | None"]:
-        slots = self.slots.get(topic)
-        if slots is None or len(slots) < partitions:
-            slots = (slots or []) + [None] * (partitions - len(slots or []))
-            self.slots[topic] = slots
+        """The topic's slot list, grown in place to ``partitions``: a send() waiting for
+        buffer space holds the list, and a new list would leave it filling a stale one."""
+        slots = self.slots.setdefault(topic, [])
+        if len(slots) < partitions:
+            slots.extend([None] * (partitions - len(slots)))
         return slots
 
     def close_batch(self, batch: ProducerBatch) -> None:

@@ -90,6 +90,7 @@ class Producer:
         finally:
             if self._aging is not None:
                 self._aging.cancel()
+                await asyncio.gather(self._aging, return_exceptions=True)
             await sender.stop()
             await self._cluster.close()
 

@@ -70,8 +70,9 @@ async def test_adding_partitions_refuses_what_kafka_refuses(broker: BrokerServer
                 (2, InvalidPartitionsError, "above 3, got 2")]:
             with pytest.raises(error, match=why):
                 await admin.create_partitions({"r": NewPartitions(count)})
-        with pytest.raises(UnknownTopicOrPartitionError, match="'nosuch' does not exist"):
-            await admin.create_partitions({"nosuch": NewPartitions(4)})
+        for missing in ("nosuch", "", "r/partitions/0"):  # no node path is ever built
+            with pytest.raises(UnknownTopicOrPartitionError, match=f"'{missing}' does not"):
+                await admin.create_partitions({missing: NewPartitions(4)})
         with pytest.raises(InvalidReplicaAssignmentError, match="needs 2 replica list"):
             await admin.create_partitions({"r": NewPartitions(5, [[1]])})
         with pytest.raises(InvalidReplicaAssignmentError, match=r"broker\(s\) \[9\]"):

@@ -60,8 +60,15 @@ async def test_added_partitions_are_replicated_and_a_new_controller_adds_more(
 
     # The new controller arms its own watch on the topic: it starts the next partitions.
     old = await cluster.controller()
+    other = next(b for b in (1, 2, 3) if b != old)
+    async with cluster.admin() as admin:
+        await admin.create_topics([NewTopic("solo", replica_assignment={0: [old]})])
     cluster.kill(old)
     await cluster.wait_controller(lambda c: c != old)
+    # growing a topic waits for the new partitions only: "solo"'s first one is offline now
+    async with cluster.admin() as admin:
+        await admin.create_partitions({"solo": NewPartitions(2, [[other]])})
+    assert (await cluster.describe("solo"))[1].leader == other
     cluster.restart(old)
     await cluster.in_sync("grow")
     async with cluster.admin() as admin:

@@ -55,13 +55,16 @@ def test_topics_describe_alter_list_delete(broker_proc) -> None:
     assert out.returncode == 0 and "grew from 2 to 4 partitions" in out.stdout, out.stderr
     out = klamm("topics", "alter", "adm", "--partitions", "5", "--replica-assignment",
                 "0,0,0,0,0", "-b", b)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    out = klamm("topics", "alter", "adm", "--partitions", "6", "--replica-assignment",
+                "0,0,0,0,7,0", "-b", b)
+    assert out.returncode == 0 and "existing partitions are not moved" in out.stderr
     out = klamm("topics", "describe", "adm", "-b", b)
-    assert "PartitionCount: 5" in out.stdout
-    assert "Partition: 4\tLeader: 0\tReplicas: 0\tIsr: 0" in out.stdout
+    assert "PartitionCount: 6" in out.stdout
+    assert "Partition: 5\tLeader: 0\tReplicas: 0\tIsr: 0" in out.stdout
     out = klamm("topics", "alter", "adm", "--partitions", "3", "-b", b)
     assert out.returncode == 1 and "INVALID_PARTITIONS" in out.stderr
-    assert "must be above 5, got 3" in out.stderr and "Traceback" not in out.stderr
+    assert "must be above 6, got 3" in out.stderr and "Traceback" not in out.stderr
     out = klamm("topics", "alter", "adm", "--replica-assignment", "0", "-b", b)
     assert out.returncode == 2 and "give --partitions too" in out.stderr
     assert "adm" in klamm("topics", "list", "-b", b).stdout.split()

@@ -2,6 +2,7 @@ from collections import Counter
 
 from klamm.broker.server import BrokerServer
 from klamm.client import Producer
+from klamm.client.producer.accumulator import RecordAccumulator
 from klamm.client.producer.partitioner import StickyPartitioner, partition_for_key
 from tests.support.raw import RawConnection, create_topic
 
@@ -37,3 +38,13 @@ async def test_slow_unkeyed_sends_spread_over_every_partition(broker: BrokerServ
     async with Producer(bootstrap_servers=broker.bootstrap, linger_ms=0) as producer:
         used = [(await producer.send_and_wait("spread", b"x")).partition for _ in range(9)]
     assert Counter(used) == {0: 3, 1: 3, 2: 3}
+
+
+def test_a_topic_that_grows_keeps_its_slot_list() -> None:
+    """send() holds the list while it waits for buffer space: growing the topic must not
+    swap it for a new one (the waiting send would fill a stale list, and a batch opened in
+    the new one would be lost)."""
+    acc = RecordAccumulator(16384, 0, 1 << 20, 60_000)
+    held = acc.add_topic("t", 2)
+    assert acc.add_topic("t", 5) is held and held == [None] * 5
+    assert acc.add_topic("t", 3) is held and len(held) == 5  # partitions never shrink
