@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
-from klamm.protocol.errors import ErrorCode, error_for
+from klamm.protocol.api import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PREFERRED_ELECTION,
+                                UNCLEAN_ELECTION, ApiKey)
+from klamm.protocol.errors import ErrorCode, KlammError, NotControllerError, error_for
 
 from .cluster import Cluster, PartitionInfo
 from .config import CommonClientConfig
@@ -135,6 +138,44 @@ class Admin:
                                   [BrokerDescription(b["node_id"], b["host"], b["port"],
                                                      b.get("rack"), b["live"])
                                    for b in body["brokers"]])
+
+    # ------------------------------------------------------------------ leaders
+    async def elect_leaders(self, election_type: str = "preferred",
+                            partitions: list[TopicPartition] | None = None
+                            ) -> dict[TopicPartition, KlammError | None]:
+        """Ask the controller for leader elections (Kafka's ``electLeaders``): "preferred"
+        moves each partition to its first replica when that one is in sync; "unclean" gives a
+        partition without a live leader any live replica, accepting the loss of records only
+        the dead ones had. ``partitions`` None: every partition (then only those where an
+        election was needed are in the result). Per partition: None when elected, else the
+        error (ElectionNotNeededError where the leader is already the one it would choose)."""
+        kinds = {"preferred": PREFERRED_ELECTION, "unclean": UNCLEAN_ELECTION}
+        if election_type not in kinds:
+            raise ValueError(f"election_type must be 'preferred' or 'unclean', got "
+                             f"{election_type!r}")
+        named: dict[str, list[int]] = {}
+        for tp in partitions or ():
+            named.setdefault(tp.topic, []).append(tp.partition)
+        request = {"election_type": kinds[election_type],
+                   "topic_partitions": None if partitions is None else
+                   [{"topic": t, "partitions": sorted(set(ps))} for t, ps in named.items()]}
+        deadline = time.monotonic() + self.config.request_timeout_ms / 1000
+        while True:  # the controller answers; another broker says NOT_CONTROLLER
+            md = await self._cluster.refresh([])
+            try:
+                if md.controller_id >= 0:
+                    body = (await self._cluster.request(md.controller_id, ApiKey.ELECT_LEADERS,
+                                                        request)).body
+                    break
+            except NotControllerError:
+                pass
+            if time.monotonic() >= deadline:
+                raise NotControllerError(f"no controller answered within request.timeout.ms="
+                                         f"{self.config.request_timeout_ms}")
+            await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+        return {TopicPartition(t["topic"], p["partition"]):
+                error_for(p["error_code"], p.get("error_message")) if p["error_code"] else None
+                for t in body["results"] for p in t["partitions"]}
 
     # ------------------------------------------------------------------ configs
     async def describe_configs(self, topic: str) -> dict[str, ConfigEntry]:

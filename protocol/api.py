@@ -47,6 +47,14 @@ Broker APIs (version 0 unless noted)::
   ALTER_CONFIGS   {resources: [{type, name, configs: {k: v | None}}], validate_only}
                   incremental: a None value removes the topic's override
                -> {resources: [{type, name, error_code, error_message}]}
+  ELECT_LEADERS   {election_type: 0 (preferred) | 1 (unclean), topic_partitions:
+                  [{topic, partitions: [int]}] | None (every partition)}
+                  Answered by the controller only (others: NOT_CONTROLLER), once the
+                  elections are written.
+               -> {error_code, error_message, results: [{topic, partitions: [{partition,
+                  error_code, error_message}]}]}  ELECTION_NOT_NEEDED where the chosen
+                  leader already leads; with topic_partitions None only partitions where an
+                  election was needed are listed.
   DESCRIBE_CLUSTER {} -> {error_code, cluster_id, controller_id, controller_epoch,
                   brokers: [{node_id, host, port, rack, live}]}
                   Dead brokers are those that hold replicas but are not registered; their
@@ -87,6 +95,7 @@ class ApiKey(IntEnum):
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
+    ELECT_LEADERS = 43
     ALTER_PARTITION = 56
     DESCRIBE_CLUSTER = 60
 
@@ -94,6 +103,10 @@ class ApiKey(IntEnum):
 # ListOffsets special timestamps.
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
+
+# ElectLeaders election types (Kafka's).
+PREFERRED_ELECTION = 0
+UNCLEAN_ELECTION = 1
 
 # Fetch replica_id of an ordinary consumer (followers send their broker id).
 CONSUMER_REPLICA_ID = -1

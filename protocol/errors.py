@@ -52,6 +52,9 @@ class ErrorCode(IntEnum):
     UNKNOWN_LEADER_EPOCH = 76
     STALE_BROKER_EPOCH = 77
     INVALID_RECORD = 87
+    PREFERRED_LEADER_NOT_AVAILABLE = 80
+    ELIGIBLE_LEADERS_NOT_AVAILABLE = 83
+    ELECTION_NOT_NEEDED = 84
     INVALID_UPDATE_VERSION = 95
     INELIGIBLE_REPLICA = 107
     UNKNOWN_API = 1001
@@ -124,7 +127,8 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.TOPIC_ALREADY_EXISTS: ErrorInfo(
         False, "a topic with this name already exists"),
     ErrorCode.INVALID_PARTITIONS: ErrorInfo(
-        False, "the partition count must be at least 1"),
+        False, "the partition count is invalid (at least 1 for a new topic, above the "
+               "current count when adding partitions); the message says which"),
     ErrorCode.INVALID_REPLICATION_FACTOR: ErrorInfo(
         False, "the replication factor must be between 1 and the number of live brokers"),
     ErrorCode.INVALID_REPLICA_ASSIGNMENT: ErrorInfo(
@@ -154,6 +158,13 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
               "of the new leader yet: retry"),
     ErrorCode.STALE_BROKER_EPOCH: ErrorInfo(
         False, "the request names an earlier incarnation of the broker; it was ignored"),
+    ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE: ErrorInfo(
+        True, "the preferred replica is not live or not in sync; retry once it has caught "
+              "up"),
+    ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE: ErrorInfo(
+        True, "no replica of the partition is live; start one of its brokers"),
+    ErrorCode.ELECTION_NOT_NEEDED: ErrorInfo(
+        False, "the partition already has the leader the election would choose"),
     ErrorCode.INVALID_UPDATE_VERSION: ErrorInfo(
         True, "the partition changed since the request's partition epoch; refresh and retry"),
     ErrorCode.INELIGIBLE_REPLICA: ErrorInfo(
@@ -378,6 +389,21 @@ class StaleBrokerEpochError(KlammError):
     retriable = False
 
 
+class PreferredLeaderNotAvailableError(KlammError):
+    code = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    retriable = True
+
+
+class EligibleLeadersNotAvailableError(KlammError):
+    code = ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+    retriable = True
+
+
+class ElectionNotNeededError(KlammError):
+    code = ErrorCode.ELECTION_NOT_NEEDED
+    retriable = False
+
+
 class InvalidUpdateVersionError(KlammError):
     code = ErrorCode.INVALID_UPDATE_VERSION
     retriable = True
@@ -437,6 +463,9 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     FencedLeaderEpochError,
     UnknownLeaderEpochError,
     StaleBrokerEpochError,
+    PreferredLeaderNotAvailableError,
+    EligibleLeadersNotAvailableError,
+    ElectionNotNeededError,
     InvalidUpdateVersionError,
     IneligibleReplicaError,
     UnknownApiError,

@@ -68,6 +68,7 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
         ApiKey.DESCRIBE_CONFIGS: ApiSpec(admin.describe_configs, 0, 0),
         ApiKey.ALTER_CONFIGS: ApiSpec(admin.alter_configs, 0, 0),
         ApiKey.ALTER_PARTITION: ApiSpec(to_controller.alter_partition, 0, 0),
+        ApiKey.ELECT_LEADERS: ApiSpec(to_controller.elect_leaders, 0, 0),
     }
 
     def api_versions(request: Request) -> HandlerResult:

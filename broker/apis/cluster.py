@@ -5,23 +5,26 @@ a request from an older controller epoch than the newest seen here is refused
 (STALE_CONTROLLER_EPOCH) and one addressed to an earlier incarnation of this broker
 (STALE_BROKER_EPOCH) too, so a zombie controller or a delayed request changes nothing.
 CONTROLLED_SHUTDOWN and ALTER_PARTITION are for the controller: any other broker answers
-NOT_CONTROLLER, and the asker looks the controller up again.
+NOT_CONTROLLER, and the asker looks the controller up again. So is ELECT_LEADERS, which an
+operator's admin client sends.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from klamm.protocol.cluster_api import (AlterPartitionRequest, ControlledShutdownRequest,
                                         LeaderAndIsrRequest, LeaderAndIsrResponse,
                                         StopReplicaRequest, StopReplicaResponse,
                                         UpdateMetadataRequest, UpdateMetadataResponse)
-from klamm.protocol.errors import ErrorCode
+from klamm.protocol.api import PREFERRED_ELECTION, UNCLEAN_ELECTION
+from klamm.protocol.errors import ErrorCode, NotControllerError
 from klamm.protocol.frame import Request
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 
+from . import fields
 from ..config import validate_topic_name
 from ..reply import HandlerResult, Reply
 
@@ -90,7 +93,7 @@ class ControllerRequestsApi:
                 if partition is not None:
                     end = partition.log.log_end_offset
                     log.error("%s-%d: this broker was elected leader from outside the ISR "
-                              "(unclean.leader.election.enable=true) at log end offset %d: "
+                              "(an unclean election) at log end offset %d: "
                               "records the previous leader had from offset %d on are lost; "
                               "the previous leader reports the exact range when it returns "
                               "and truncates", p.topic, p.partition, end, end)
@@ -140,3 +143,27 @@ class ControllerApi:
     async def alter_partition(self, request: Request) -> Reply:
         req = from_wire(AlterPartitionRequest, request.body)
         return Reply(to_wire(await self.controller.alter_partition(req)))
+
+    async def elect_leaders(self, request: Request) -> Reply:
+        body = fields.body_map(request.body)
+        kind = fields.integer(body, "election_type", low=PREFERRED_ELECTION,
+                              high=UNCLEAN_ELECTION)
+        wanted: list[tuple[str, int]] | None = None
+        if body.get("topic_partitions") is not None:
+            wanted = []
+            for t in fields.topic_partitions_lists(body, "topic_partitions"):
+                topic = fields.text(t, "topic")
+                wanted.extend((topic, p) for p in t["partitions"])
+        try:
+            outcomes = await self.controller.elect_leaders(kind == UNCLEAN_ELECTION, wanted)
+        except NotControllerError as exc:
+            return Reply({"error_code": int(exc.code), "error_message": exc.detail,
+                          "results": []})
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, partition), (code, message) in outcomes.items():
+            by_topic.setdefault(topic, []).append({"partition": partition,
+                                                   "error_code": int(code),
+                                                   "error_message": message or None})
+        return Reply({"error_code": 0, "error_message": None,
+                      "results": [{"topic": t, "partitions": ps}
+                                  for t, ps in sorted(by_topic.items())]})

@@ -119,3 +119,21 @@ def topic_partitions(obj: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
             raise InvalidRequestError(f"the request names more than {MAX_PARTITIONS} "
                                       f"partitions; split it")
     return topics
+
+
+def topic_partitions_lists(obj: Mapping[str, Any], key: str) -> Sequence[Mapping[str, Any]]:
+    """``[{topic, partitions: [int]}]`` (partitions as bare numbers, as ElectLeaders names
+    them), MAX_PARTITIONS numbers in all, each a non-negative int."""
+    topics = entries(obj, key, MAX_TOPICS)
+    total = 0
+    for t in topics:
+        text(t, "topic")
+        numbers = sequence(t, "partitions", MAX_PARTITIONS)
+        if not all(type(p) is int and 0 <= p <= INT64_MAX for p in numbers):
+            raise InvalidRequestError(f"each entry of {key!r} must list its partitions as "
+                                      f"non-negative integers")
+        total += len(numbers)
+        if total > MAX_PARTITIONS:
+            raise InvalidRequestError(f"the request names more than {MAX_PARTITIONS} "
+                                      f"partitions; split it")
+    return topics

@@ -17,6 +17,8 @@ from .errors import run_cli, stdout_closed
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "cluster": ("cluster", "cluster", "Inspect the cluster."),
     "consume": ("consume", "consume", "Print records of TOPIC, one per line."),
+    "leader-election": ("leader_election", "leader_election",
+                        "Run preferred or unclean leader elections."),
     "perf": ("perf", "perf", "Performance tools: producer throughput, consumer..."),
     "produce": ("produce", "produce", "Send one record per line of standard input to TOPIC."),
     "topics": ("topics", "topics", "Manage topics."),

@@ -34,7 +34,7 @@ from klamm.protocol.cluster_api import (AlterPartitionRequest, AlterPartitionRes
                                         ControlledShutdownResponse, LeaderAndIsrResponse,
                                         PartitionRef, StopReplicaRequest, StopReplicaResponse)
 from klamm.protocol.api import ApiKey
-from klamm.protocol.errors import ErrorCode
+from klamm.protocol.errors import ErrorCode, NotControllerError
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 from klamm.zk.coordination import Coordination
 from klamm.zk.election import LeaderElection
@@ -98,6 +98,14 @@ class AlterPartitionReceived(Event):
     request: AlterPartitionRequest | None = None
     reply: "asyncio.Future[AlterPartitionResponse] | None" = None
     name = "alter_partition"
+
+
+@dataclass(slots=True)
+class ElectLeadersReceived(Event):
+    unclean: bool = False
+    partitions: list[TP] | None = None
+    reply: "asyncio.Future[dict[TP, tuple[ErrorCode, str]]] | None" = None
+    name = "elect_leaders"
 
 
 @dataclass(slots=True)
@@ -205,6 +213,9 @@ class Controller:
                 if not event.reply.done():
                     event.reply.set_result(AlterPartitionResponse(
                         int(ErrorCode.NOT_CONTROLLER), "the controller moved"))
+            elif isinstance(event, ElectLeadersReceived) and event.reply is not None:
+                if not event.reply.done():
+                    event.reply.set_exception(NotControllerError("the controller moved"))
             elif isinstance(event, ControlledShutdownReceived) and event.reply is not None:
                 if not event.reply.done():
                     event.reply.set_result(ControlledShutdownResponse(
@@ -246,6 +257,17 @@ class Controller:
         reply: asyncio.Future[ControlledShutdownResponse] = \
             asyncio.get_running_loop().create_future()
         self._enqueue(self._gen, ControlledShutdownReceived(request, reply))
+        return await reply
+
+    async def elect_leaders(self, unclean: bool, partitions: list[TP] | None
+                            ) -> dict[TP, tuple[ErrorCode, str]]:
+        """An operator's election (ElectLeaders): the outcome per partition once the
+        elections are written. Raises NotControllerError on a broker that is not it."""
+        if not self.active:
+            raise NotControllerError(f"broker {self.broker_id} is not the controller")
+        reply: asyncio.Future[dict[TP, tuple[ErrorCode, str]]] = \
+            asyncio.get_running_loop().create_future()
+        self._enqueue(self._gen, ElectLeadersReceived(unclean, partitions, reply))
         return await reply
 
     async def answer(self, api: int, body: Any) -> Any:
@@ -303,6 +325,11 @@ class Controller:
                 response = await self._alter_partition(request)
                 if not reply.done():
                     reply.set_result(response)
+            case ElectLeadersReceived(unclean=unclean, partitions=partitions, reply=reply):
+                assert reply is not None
+                outcomes = await self._elect_leaders(unclean, partitions)
+                if not reply.done():
+                    reply.set_result(outcomes)
             case ControlledShutdownReceived(request=request, reply=reply):
                 assert request is not None and reply is not None
                 moved = await self._controlled_shutdown(request)
@@ -375,10 +402,9 @@ class Controller:
             if change.unclean:
                 self.metrics.unclean_elections.inc()
                 log.error("%s-%d: unclean leader election: broker %d leads from outside the "
-                          "ISR %s (unclean.leader.election.enable=true); records committed "
-                          "by the previous ISR but missing on it are lost", change.tp[0],
-                          change.tp[1], stored.leader, list(change.old.isr) if change.old
-                          else [])
+                          "ISR %s (%s); records committed by the previous ISR but missing on "
+                          "it are lost", change.tp[0], change.tp[1], stored.leader,
+                          list(change.old.isr) if change.old else [], change.reason)
             elif change.old is not None and change.leader_changed:
                 log.info("%s-%d: leader %d -> %d (epoch %d, ISR %s): %s", change.tp[0],
                          change.tp[1], change.old.leader, stored.leader, stored.leader_epoch,
@@ -568,6 +594,20 @@ class Controller:
         batch = RequestBatch(self.broker_id)
         await self._apply(transitions.preferred_elections(self.ctx, ratio), batch)
         self._send(self._gen, batch)
+
+    async def _elect_leaders(self, unclean: bool, partitions: list[TP] | None
+                             ) -> dict[TP, tuple[ErrorCode, str]]:
+        changes, outcomes = transitions.requested_elections(self.ctx, unclean, partitions)
+        batch = RequestBatch(self.broker_id)
+        written = await self._apply(changes, batch)
+        for change in changes:
+            outcomes[change.tp] = (ErrorCode.NONE, "") if change.tp in written else (
+                ErrorCode.INVALID_UPDATE_VERSION, "the partition changed meanwhile; retry")
+        self._send(self._gen, batch)
+        log.info("controller: %s election asked for %s partition(s): %d elected",
+                 "unclean" if unclean else "preferred",
+                 "every" if partitions is None else len(partitions), len(written))
+        return outcomes
 
     async def _alter_partition(self, request: AlterPartitionRequest) -> AlterPartitionResponse:
         ctx = self.ctx

@@ -42,12 +42,15 @@ def _offline_election(ctx: ControllerContext, tp: TP, state: LeaderIsr,
     replicas = ctx.replicas(tp)
     live = [b for b in replicas if b in ctx.live and b not in ctx.shutting_down] or \
         [b for b in replicas if b in ctx.live]
-    chosen = election.offline_partition(replicas, state.isr, live, tp[0] in ctx.unclean_topics)
+    allowed = tp[0] in ctx.unclean_topics
+    chosen = election.offline_partition(replicas, state.isr, live, allowed)
     if chosen.leader is None:
         if state.leader == NO_LEADER:
             return None
         return StateChange(tp, state, state.with_leader(NO_LEADER, state.isr, ctx.epoch),
                            f"{reason}: no live in-sync replica")
+    if chosen.unclean:
+        reason = f"{reason}; unclean.leader.election.enable=true"
     return StateChange(tp, state, state.with_leader(chosen.leader, chosen.isr, ctx.epoch),
                        reason, unclean=chosen.unclean)
 
@@ -142,6 +145,61 @@ def preferred_elections(ctx: ControllerContext, imbalance_ratio: float = 0.0,
                                    state.with_leader(chosen.leader, chosen.isr, ctx.epoch),
                                    "preferred replica election"))
     return out
+
+
+ElectionOutcome = tuple[ErrorCode, str]
+
+
+def requested_elections(ctx: ControllerContext, unclean: bool, tps: list[TP] | None
+                        ) -> tuple[list[StateChange], dict[TP, ElectionOutcome]]:
+    """An operator's ElectLeaders (Kafka's KIP-460): preferred elections move each partition
+    to its first replica if that one is live and in sync; unclean ones give a partition with
+    no live leader the first live replica, in sync or not (committed records may be lost:
+    the operator asked for availability). ``tps`` None means every partition, and then only
+    those needing an election get an outcome. Returns the changes to write and an outcome
+    for every other partition (ELECTION_NOT_NEEDED, or why none is possible)."""
+    every = tps is None
+    wanted = list(ctx.partitions()) if tps is None else list(dict.fromkeys(tps))
+    live = [b for b in ctx.live if b not in ctx.shutting_down]
+    changes: list[StateChange] = []
+    outcomes: dict[TP, ElectionOutcome] = {}
+    for tp in wanted:
+        name = f"{tp[0]}-{tp[1]}"
+        state = ctx.states.get(tp)
+        replicas = ctx.replicas(tp)
+        if state is None or not replicas or tp[0] in ctx.deleting:
+            outcomes[tp] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{name} does not exist")
+            continue
+        if unclean:
+            if ctx.is_online(tp):
+                if not every:
+                    outcomes[tp] = (ErrorCode.ELECTION_NOT_NEEDED,
+                                    f"{name} is led by live broker {state.leader}")
+                continue
+            chosen = election.offline_partition(replicas, state.isr, live, True)
+            if chosen.leader is None:
+                outcomes[tp] = (ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                                f"no replica of {name} ({replicas}) is live")
+                continue
+            changes.append(StateChange(tp, state, state.with_leader(chosen.leader,
+                                                                    chosen.isr, ctx.epoch),
+                                       "asked for with ElectLeaders", unclean=chosen.unclean))
+            continue
+        if state.leader == replicas[0]:
+            if not every:
+                outcomes[tp] = (ErrorCode.ELECTION_NOT_NEEDED,
+                                f"{name} is led by its preferred replica {replicas[0]}")
+            continue
+        chosen = election.preferred_replica(replicas, state.isr, live)
+        if chosen.leader is None:
+            why = "not live" if replicas[0] not in live else f"not in the ISR {list(state.isr)}"
+            outcomes[tp] = (ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE,
+                            f"{name}'s preferred replica {replicas[0]} is {why}")
+            continue
+        changes.append(StateChange(tp, state, state.with_leader(chosen.leader, chosen.isr,
+                                                                ctx.epoch),
+                                   "preferred replica election asked for"))
+    return changes, outcomes
 
 
 def alter_partition(ctx: ControllerContext, broker: int, broker_epoch: int,

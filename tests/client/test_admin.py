@@ -8,7 +8,8 @@ import pytest
 
 from klamm.broker.server import BrokerServer
 from klamm.client import Admin, NewPartitions, NewTopic, Producer, TopicPartition
-from klamm.client.errors import (InvalidConfigError, InvalidPartitionsError,
+from klamm.client.errors import (ElectionNotNeededError, InvalidConfigError,
+                                 InvalidPartitionsError,
                                  InvalidReplicaAssignmentError, NoBrokersAvailable,
                                  TopicAlreadyExistsError, UnknownTopicOrPartitionError)
 from klamm.protocol.api import ApiKey
@@ -112,6 +113,19 @@ async def test_two_growths_of_one_topic_at_once_lose_neither(broker: BrokerServe
         [desc] = await admin.describe_topics(["race"])
         assert [p.partition for p in desc.partitions] == list(range(6))
         assert all(p.leader == broker.config.broker_id for p in desc.partitions)
+
+
+async def test_elections_on_demand_report_each_partition(broker: BrokerServer) -> None:
+    async with Admin(bootstrap_servers=broker.bootstrap) as admin:
+        await admin.create_topics([NewTopic("el", 2)])
+        found = await admin.elect_leaders("preferred", [TopicPartition("el", 0),
+                                                        TopicPartition("el", 7)])
+        assert isinstance(found[TopicPartition("el", 0)], ElectionNotNeededError)
+        assert isinstance(found[TopicPartition("el", 7)], UnknownTopicOrPartitionError)
+        assert await admin.elect_leaders("preferred") == {}  # every partition: none needed
+        assert await admin.elect_leaders("unclean") == {}
+        with pytest.raises(ValueError, match="'preferred' or 'unclean'"):
+            await admin.elect_leaders("random")
 
 
 async def test_configs_describe_and_alter(broker: BrokerServer) -> None:

@@ -62,8 +62,9 @@ async def test_unclean_election_on_elects_a_stale_replica_and_reports_the_loss(
                                                                  watcher=watching)
     await cluster.wait_for("t", lambda ps: ps[0].leader == stale)
     controller = await cluster.controller()
-    assert "unclean leader election" in cluster.brokers[controller].log_text()
-    assert "from outside the ISR (unclean.leader.election.enable=true) at log end offset " \
+    assert "unclean.leader.election.enable=true); records committed" in \
+        cluster.brokers[controller].log_text()
+    assert "from outside the ISR (an unclean election) at log end offset " \
            "100" in cluster.brokers[stale].log_text()
     # the new leader is alone in the ISR: only acks=1 writes are accepted for now
     after = VerifiableProducer(cluster.live_bootstrap, "t", max_messages=50, acks="1",

@@ -101,3 +101,38 @@ def test_alter_partition_refuses_to_add_a_dead_or_stopping_replica() -> None:
     ctx.shutting_down.add(2)
     code, _, _ = transitions.alter_partition(ctx, 1, 101, _item(new_isr=[1, 2]))
     assert code is ErrorCode.INELIGIBLE_REPLICA
+
+
+def test_an_asked_preferred_election_moves_in_sync_partitions_and_says_why_not_others() -> None:
+    # 0: led elsewhere, preferred in sync; 1: already preferred; 2: preferred out of sync;
+    # 3: preferred dead
+    ctx = _ctx({1, 2, 3}, {0: (2, [1, 2, 3]), 1: (1, [1, 2]), 2: (2, [2, 3]),
+                           3: (3, [3, 2])})
+    ctx.topics["t"].replicas[3] = [4, 3, 2]
+    changes, outcomes = transitions.requested_elections(
+        ctx, False, [("t", p) for p in range(4)] + [("t", 9), ("nope", 0)])
+    assert [(c.tp, c.new.leader, c.new.leader_epoch, c.unclean) for c in changes] == [
+        (("t", 0), 1, 5, False)]
+    assert {tp: code for tp, (code, _) in outcomes.items()} == {
+        ("t", 1): ErrorCode.ELECTION_NOT_NEEDED,
+        ("t", 2): ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE,
+        ("t", 3): ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE,
+        ("t", 9): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+    assert "not in the ISR [2, 3]" in outcomes[("t", 2)][1]
+    assert "4 is not live" in outcomes[("t", 3)][1]
+    # every partition: only those needing an election get an outcome
+    changes, outcomes = transitions.requested_elections(ctx, False, None)
+    assert [c.tp for c in changes] == [("t", 0)] and ("t", 1) not in outcomes
+
+
+def test_an_asked_unclean_election_leads_offline_partitions_from_any_live_replica() -> None:
+    ctx = _ctx({2, 3}, {0: (NO_LEADER, [1]), 1: (2, [2, 3]), 2: (NO_LEADER, [1])})
+    ctx.topics["t"].replicas[2] = [1, 4]
+    changes, outcomes = transitions.requested_elections(
+        ctx, True, [("t", 0), ("t", 1), ("t", 2)])
+    assert [(c.tp, c.new.leader, c.new.isr, c.unclean) for c in changes] == [
+        (("t", 0), 2, (2,), True)]
+    assert {tp: code for tp, (code, _) in outcomes.items()} == {
+        ("t", 1): ErrorCode.ELECTION_NOT_NEEDED,
+        ("t", 2): ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE}
