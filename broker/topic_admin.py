@@ -192,6 +192,56 @@ class TopicAdmin:
             return listed
         return all(self.metadata.live_leader(name, p) >= 0 for p in range(first, count))
 
+    async def reassign_partitions(self, targets: dict[tuple[str, int], list[int] | None]
+                                  ) -> dict[tuple[str, int], Result]:
+        """Ask the controller (through the reassignment node it watches) to move each
+        partition to its target replicas. A partition already moving is refused."""
+        results: dict[tuple[str, int], Result] = {}
+        valid: dict[tuple[str, int], list[int]] = {}
+        live = set(self.metadata.brokers)
+        for (topic, index), replicas in targets.items():
+            name = f"{topic}-{index}"
+            if replicas is None:
+                results[topic, index] = (ErrorCode.INVALID_REQUEST, (
+                    f"{name}: cancelling a reassignment is not supported in this version; "
+                    f"let it finish, then move the partition back"))
+            elif validate_topic_name(topic) is not None or \
+                    self.metadata.partition(topic, index) is None:
+                results[topic, index] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                         f"{name} does not exist")
+            elif not replicas or len(set(replicas)) != len(replicas):
+                results[topic, index] = (ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                    f"{name}: the new replicas {replicas} must name at least one broker, "
+                    f"each once"))
+            elif not set(replicas) <= live:
+                results[topic, index] = (ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                    f"{name}: broker(s) {sorted(set(replicas) - live)} are not registered "
+                    f"(live brokers: {sorted(live)})"))
+            else:
+                valid[topic, index] = list(replicas)
+        while valid:
+            stored, version = await self.store.reassignments()
+            for tp in [tp for tp in valid if tp in stored]:
+                results[tp] = (ErrorCode.REASSIGNMENT_IN_PROGRESS, (
+                    f"{tp[0]}-{tp[1]} is being moved to {stored[tp]} already; wait until "
+                    f"that is done"))
+                del valid[tp]
+            if not valid:
+                break
+            try:
+                await self.store.set_reassignments({**stored, **valid}, version)
+            except (BadVersionError, NodeExistsError, NoNodeError):
+                continue  # another request came first: judge this one against it
+            log.info("reassignment of %d partition(s) asked for: %s", len(valid),
+                     ", ".join(f"{t}-{p} -> {r}" for (t, p), r in list(valid.items())[:6]))
+            results.update((tp, (ErrorCode.NONE, None)) for tp in valid)
+            break
+        return results
+
+    async def reassignments(self) -> dict[tuple[str, int], list[int]]:
+        """Partitions moving now and their targets."""
+        return (await self.store.reassignments())[0]
+
     async def exists(self, name: str) -> bool:
         if validate_topic_name(name) is not None:
             return False  # no such topic can exist: do not ask the coordination service

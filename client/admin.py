@@ -45,6 +45,12 @@ class BrokerDescription:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionReassignment:
+    replicas: list[int]  # now: the target ones first, then those leaving
+    target: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterDescription:
     cluster_id: str | None
     controller_id: int  # -1 while no controller is known
@@ -176,6 +182,30 @@ class Admin:
         return {TopicPartition(t["topic"], p["partition"]):
                 error_for(p["error_code"], p.get("error_message")) if p["error_code"] else None
                 for t in body["results"] for p in t["partitions"]}
+
+    # ------------------------------------------------------------------ reassignment
+    async def alter_partition_reassignments(self, targets: dict[TopicPartition, list[int]]
+                                            ) -> None:
+        """Start moving partitions to new replicas (``{tp: [broker ids, preferred leader
+        first]}``); returns once the controller has them, before the data has moved (see
+        ``list_partition_reassignments``). Raises the first error, e.g.
+        ReassignmentInProgressError for a partition already moving."""
+        named: dict[str, list[dict[str, Any]]] = {}
+        for tp, replicas in targets.items():
+            named.setdefault(tp.topic, []).append(
+                {"partition": tp.partition, "replicas": [int(b) for b in replicas]})
+        body = await self._call(ApiKey.ALTER_PARTITION_REASSIGNMENTS, {
+            "topics": [{"topic": t, "partitions": ps} for t, ps in named.items()]})
+        for t in body["topics"]:
+            for p in t["partitions"]:
+                _raise_for(p["error_code"], p.get("error_message"))
+
+    async def list_partition_reassignments(self) -> dict[TopicPartition, PartitionReassignment]:
+        """Partitions being moved now."""
+        body = await self._call(ApiKey.LIST_PARTITION_REASSIGNMENTS, {})
+        return {TopicPartition(t["topic"], p["partition"]):
+                PartitionReassignment(list(p["replicas"]), list(p["target"]))
+                for t in body["topics"] for p in t["partitions"]}
 
     # ------------------------------------------------------------------ configs
     async def describe_configs(self, topic: str) -> dict[str, ConfigEntry]:

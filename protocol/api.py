@@ -55,6 +55,13 @@ Broker APIs (version 0 unless noted)::
                   error_code, error_message}]}]}  ELECTION_NOT_NEEDED where the chosen
                   leader already leads; with topic_partitions None only partitions where an
                   election was needed are listed.
+  ALTER_PARTITION_REASSIGNMENTS {topics: [{topic, partitions: [{partition, replicas}]}]}
+                  Starts moving each partition to ``replicas`` (the controller finishes it
+                  once they are all in sync); a null ``replicas`` (cancel) is refused.
+               -> {error_code, topics: [{topic, partitions: [{partition, error_code,
+                  error_message}]}]}
+  LIST_PARTITION_REASSIGNMENTS {} -> {error_code, topics: [{topic, partitions: [{partition,
+                  replicas (now, target first), target}]}]}
   DESCRIBE_CLUSTER {} -> {error_code, cluster_id, controller_id, controller_epoch,
                   brokers: [{node_id, host, port, rack, live}]}
                   Dead brokers are those that hold replicas but are not registered; their
@@ -96,6 +103,8 @@ class ApiKey(IntEnum):
     ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
     ELECT_LEADERS = 43
+    ALTER_PARTITION_REASSIGNMENTS = 45
+    LIST_PARTITION_REASSIGNMENTS = 46
     ALTER_PARTITION = 56
     DESCRIBE_CLUSTER = 60
 

@@ -46,6 +46,7 @@ class ErrorCode(IntEnum):
     OUT_OF_ORDER_SEQUENCE = 45
     DUPLICATE_SEQUENCE = 46
     STORAGE_ERROR = 56
+    REASSIGNMENT_IN_PROGRESS = 60
     SASL_AUTHENTICATION_FAILED = 58
     TOPIC_DELETION_DISABLED = 73
     FENCED_LEADER_EPOCH = 74
@@ -147,6 +148,8 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.STORAGE_ERROR: ErrorInfo(
         True, "the broker could not write to its disk (full or failing); nothing was "
               "stored; free disk space on the broker"),
+    ErrorCode.REASSIGNMENT_IN_PROGRESS: ErrorInfo(
+        False, "the partition is being moved already; wait until that move is done"),
     ErrorCode.SASL_AUTHENTICATION_FAILED: ErrorInfo(
         False, "authentication failed; check the credentials"),
     ErrorCode.TOPIC_DELETION_DISABLED: ErrorInfo(
@@ -389,6 +392,11 @@ class StaleBrokerEpochError(KlammError):
     retriable = False
 
 
+class ReassignmentInProgressError(KlammError):
+    code = ErrorCode.REASSIGNMENT_IN_PROGRESS
+    retriable = False
+
+
 class PreferredLeaderNotAvailableError(KlammError):
     code = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
     retriable = True
@@ -463,6 +471,7 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     FencedLeaderEpochError,
     UnknownLeaderEpochError,
     StaleBrokerEpochError,
+    ReassignmentInProgressError,
     PreferredLeaderNotAvailableError,
     EligibleLeadersNotAvailableError,
     ElectionNotNeededError,

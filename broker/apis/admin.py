@@ -1,5 +1,5 @@
 """Topic administration: CREATE_TOPICS, CREATE_PARTITIONS, DELETE_TOPICS, DESCRIBE_CONFIGS,
-ALTER_CONFIGS.
+ALTER_CONFIGS, ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS.
 
 The work is ``TopicAdmin``'s (validation, coordination writes, waiting for the controller);
 these handlers decode, dispatch and encode.
@@ -72,6 +72,38 @@ class AdminApi:
                     timeout_ms=timeout_ms)
             results.append({"topic": name, "error_code": int(code), "error_message": message})
         return Reply({"topics": results})
+
+    async def alter_partition_reassignments(self, request: Request) -> Reply:
+        body = fields.body_map(request.body)
+        targets: dict[tuple[str, int], list[int] | None] = {}
+        for t in fields.topic_partitions(body):
+            for p in t["partitions"]:
+                index = fields.integer(p, "partition", low=0)
+                raw = p.get("replicas")
+                if raw is not None and not (isinstance(raw, (list, tuple)) and
+                                            len(raw) <= 1 << 15 and
+                                            all(type(b) is int for b in raw)):
+                    raise InvalidRequestError("field 'replicas' must be a list of broker ids "
+                                              "(or null)")
+                targets[t["topic"], index] = None if raw is None else list(raw)
+        results = await self.admin.reassign_partitions(targets)
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, index), (code, message) in results.items():
+            by_topic.setdefault(topic, []).append({"partition": index, "error_code": int(code),
+                                                   "error_message": message})
+        return Reply({"error_code": 0, "topics": [{"topic": t, "partitions": ps}
+                                                  for t, ps in sorted(by_topic.items())]})
+
+    async def list_partition_reassignments(self, request: Request) -> Reply:
+        fields.body_map(request.body)
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, index), target in sorted((await self.admin.reassignments()).items()):
+            now = self.admin.metadata.partition(topic, index)
+            by_topic.setdefault(topic, []).append({
+                "partition": index, "target": target,
+                "replicas": list(now.replicas) if now is not None else []})
+        return Reply({"error_code": 0, "topics": [{"topic": t, "partitions": ps}
+                                                  for t, ps in by_topic.items()]})
 
     async def delete_topics(self, request: Request) -> Reply:
         body = fields.body_map(request.body)

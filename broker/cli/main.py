@@ -21,6 +21,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
                         "Run preferred or unclean leader elections."),
     "perf": ("perf", "perf", "Performance tools: producer throughput, consumer..."),
     "produce": ("produce", "produce", "Send one record per line of standard input to TOPIC."),
+    "reassign-partitions": ("reassign", "reassign_partitions",
+                            "Move partitions to new replicas."),
     "topics": ("topics", "topics", "Manage topics."),
     "verifiable-consumer": ("verifiable", "verifiable_consumer",
                             "Read every partition of TOPIC and print what was..."),

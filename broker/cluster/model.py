@@ -127,6 +127,37 @@ def decode_configs(data: bytes, path: str) -> dict[str, str]:
         raise CorruptNode(f"{path}: topic config is missing or has a bad {exc}") from None
 
 
+def encode_reassignments(targets: dict[tuple[str, int], list[int]]) -> bytes:
+    """Kafka's reassignment JSON: ``{"version": 1, "partitions": [{topic, partition,
+    replicas}]}``."""
+    return _dump({"version": 1, "partitions": [
+        {"topic": t, "partition": p, "replicas": r} for (t, p), r in sorted(targets.items())]})
+
+
+def decode_reassignments(data: bytes, path: str) -> dict[tuple[str, int], list[int]]:
+    obj = _load(data, path)
+    try:
+        return {(str(e["topic"]), int(e["partition"])): [int(b) for b in e["replicas"]]
+                for e in obj["partitions"]}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptNode(f"{path}: reassignment is missing or has a bad {exc}") from None
+
+
+def encode_removed_replicas(removed: set[tuple[int, tuple[str, int]]]) -> bytes:
+    return _dump({"version": 1, "replicas": [
+        {"broker": b, "topic": t, "partition": p} for b, (t, p) in sorted(removed)]})
+
+
+def decode_removed_replicas(data: bytes, path: str) -> set[tuple[int, tuple[str, int]]]:
+    obj = _load(data, path)
+    try:
+        return {(int(e["broker"]), (str(e["topic"]), int(e["partition"])))
+                for e in obj["replicas"]}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptNode(f"{path}: removed replicas are missing or have a bad {exc}") \
+            from None
+
+
 def encode_cluster_id(cluster_id: str) -> bytes:
     return _dump({"version": "1", "id": cluster_id})
 

@@ -9,6 +9,10 @@ read and changed. The one place that knows node paths (Kafka's ``KafkaZkClient``
     /controller                               ephemeral: the controller's broker id
     /controller_epoch                         incremented by every new controller
     /admin/delete_topics/<topic>              topics waiting to be deleted
+    /admin/reassign_partitions                partitions moving to new replicas (targets);
+                                              the controller removes each once it is done
+    /admin/removed_replicas                   replicas moved away whose broker has not
+                                              confirmed deleting them yet (it may be down)
     /config/topics/<topic>                    topic config overrides
     /config/changes/config_change_<seq>       "topic X's config changed", for every broker
 
@@ -34,9 +38,11 @@ from klamm.zk.ops import Check, Create, Delete, MultiOp, SetData
 from klamm.zk.tree import Stat
 
 from .model import (BrokerRegistration, LeaderIsr, TopicAssignment, decode_broker,
-                    decode_cluster_id, decode_configs, decode_controller, decode_state,
+                    decode_cluster_id, decode_configs, decode_controller,
+                    decode_reassignments, decode_removed_replicas, decode_state,
                     decode_topic, encode_broker, encode_cluster_id, encode_configs,
-                    encode_controller, encode_state, encode_topic)
+                    encode_controller, encode_reassignments, encode_removed_replicas,
+                    encode_state, encode_topic)
 
 CLUSTER_ID = "/cluster/id"
 BROKER_IDS = "/brokers/ids"
@@ -44,6 +50,8 @@ TOPICS = "/brokers/topics"
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 DELETE_TOPICS = "/admin/delete_topics"
+REASSIGNMENTS = "/admin/reassign_partitions"
+REMOVED_REPLICAS = "/admin/removed_replicas"
 TOPIC_CONFIGS = "/config/topics"
 CONFIG_CHANGES = "/config/changes"
 CONFIG_CHANGE_PREFIX = "config_change_"
@@ -331,6 +339,53 @@ class ClusterStore:
             written[tp] = LeaderIsr(state.leader, state.leader_epoch, state.isr,
                                     state.controller_epoch, version)
         return written
+
+    # ------------------------------------------------------------------ reassignments
+    async def reassignments(self, watch: WatchFn | None = None
+                            ) -> tuple[dict[TP, list[int]], int]:
+        """Pending reassignment targets and the node's version (-1: no node). ``watch``
+        fires when the node is created, changed or deleted."""
+        while True:
+            try:
+                data, stat = await self.client.get(REASSIGNMENTS, watch=watch)
+            except NoNodeError:
+                if await self.client.exists(REASSIGNMENTS, watch=watch) is None:
+                    return {}, -1
+                continue  # created in between: read it
+            return decode_reassignments(data, REASSIGNMENTS), stat.version
+
+    async def set_reassignments(self, targets: dict[TP, list[int]], version: int) -> None:
+        """Replace the pending reassignments, conditional on ``version`` (-1: the node must
+        not exist); none left deletes the node. BadVersionError (or NodeExistsError,
+        NoNodeError) when another writer came first."""
+        if version < 0:
+            if targets:
+                await self.client.create(REASSIGNMENTS, encode_reassignments(targets),
+                                         makepath=True)
+        elif targets:
+            await self.client.set(REASSIGNMENTS, encode_reassignments(targets), version=version)
+        else:
+            await self.client.delete(REASSIGNMENTS, version=version)
+
+    async def removed_replicas(self) -> tuple[set[tuple[int, TP]], int]:
+        """``(broker, partition)`` replicas waiting to be deleted, and the node's version."""
+        try:
+            data, stat = await self.client.get(REMOVED_REPLICAS)
+        except NoNodeError:
+            return set(), -1
+        return decode_removed_replicas(data, REMOVED_REPLICAS), stat.version
+
+    async def set_removed_replicas(self, removed: set[tuple[int, TP]], version: int) -> None:
+        """Replace them, conditional on ``version`` (-1: no node yet); none deletes the node."""
+        if version < 0:
+            if removed:
+                await self.client.create(REMOVED_REPLICAS, encode_removed_replicas(removed),
+                                         makepath=True)
+        elif removed:
+            await self.client.set(REMOVED_REPLICAS, encode_removed_replicas(removed),
+                                  version=version)
+        else:
+            await self.client.delete(REMOVED_REPLICAS, version=version)
 
     # ------------------------------------------------------------------ deletion
     async def mark_for_deletion(self, topic: str) -> None:

@@ -42,6 +42,8 @@ class ControllerContext:
     states: dict[TP, LeaderIsr] = field(default_factory=dict)
     unclean_topics: set[str] = field(default_factory=set)  # unclean election enabled
     deleting: dict[str, set[int]] = field(default_factory=dict)  # topic -> brokers to confirm
+    reassigning: dict[TP, list[int]] = field(default_factory=dict)  # partition -> target
+    removed: set[tuple[int, TP]] = field(default_factory=set)  # (broker, tp) to delete there
 
     def replicas(self, tp: TP) -> list[int]:
         topic = self.topics.get(tp[0])
@@ -88,3 +90,5 @@ class ControllerContext:
                 self.states.pop((topic, partition), None)
         self.deleting.pop(topic, None)
         self.unclean_topics.discard(topic)
+        for tp in [tp for tp in self.reassigning if tp[0] == topic]:
+            del self.reassigning[tp]

@@ -38,9 +38,9 @@ from klamm.protocol.errors import ErrorCode, NotControllerError
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 from klamm.zk.coordination import Coordination
 from klamm.zk.election import LeaderElection
-from klamm.zk.errors import ZkError
+from klamm.zk.errors import BadVersionError, NodeExistsError, NoNodeError, ZkError
 
-from . import transitions
+from . import reassignment, transitions
 from .channel import ControllerChannel
 from .context import TP, ControllerContext, StateChange
 from .requests import RequestBatch
@@ -71,6 +71,16 @@ class PartitionsAdded(Event):
 
 
 @dataclass(slots=True)
+class ReassignmentsChanged(Event):
+    name = "partition_reassignment"
+
+
+@dataclass(slots=True)
+class ReassignmentCheck(Event):
+    name = "partition_reassignment_check"
+
+
+@dataclass(slots=True)
 class DeletionsChanged(Event):
     name = "topic_deletion"
 
@@ -80,6 +90,13 @@ class DeletionConfirmed(Event):
     topic: str = ""
     broker: int = -1
     name = "topic_deletion_confirmed"
+
+
+@dataclass(slots=True)
+class RemovalConfirmed(Event):
+    broker: int = -1
+    partitions: list[TP] = field(default_factory=list)
+    name = "replica_removal_confirmed"
 
 
 @dataclass(slots=True)
@@ -122,6 +139,7 @@ class _Generation:
     # One watch function per topic's assignment node: the coordination client keeps a
     # function once per node, so re-arming never piles up watches.
     topic_watches: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    reassignments_watch: Callable[[Any], None] | None = None
 
 
 class Controller:
@@ -312,6 +330,14 @@ class Controller:
                 await self._topics_changed(gen)
             case PartitionsAdded(topic=topic):
                 await self._partitions_added(gen, topic)
+            case ReassignmentsChanged():
+                await self._reassignments_changed(gen)
+            case RemovalConfirmed(broker=broker, partitions=partitions):
+                await self._update_removed(set(), {(broker, tp) for tp in partitions})
+            case ReassignmentCheck():
+                batch = RequestBatch(self.broker_id)
+                await self._finish_reassignments(batch)
+                self._send(gen, batch)
             case DeletionsChanged():
                 await self._deletions_changed(gen)
             case DeletionConfirmed(topic=topic, broker=broker):
@@ -370,11 +396,16 @@ class Controller:
                 response = from_wire(StopReplicaResponse, body)
             except MalformedMessage:
                 return
-            failed = {p.topic for p in response.partitions if p.error_code}
             if response.error_code:
-                failed = topics
+                return
+            failed = {p.topic for p in response.partitions if p.error_code}
             for topic in topics - failed:
                 self._enqueue(gen, DeletionConfirmed(topic, broker))
+            deleted = [(p.topic, p.partition) for p in response.partitions
+                       if not p.error_code and (broker, (p.topic, p.partition)) in
+                       self.ctx.removed]
+            if deleted:
+                self._enqueue(gen, RemovalConfirmed(broker, deleted))
         return done
 
     async def _apply(self, changes: list[StateChange], batch: RequestBatch, *,
@@ -441,6 +472,12 @@ class Controller:
         for name in ctx.topics:
             await self._apply(transitions.new_topic_states(ctx, name), batch, is_new=True)
         await self._start_deletions(marked, batch)
+        stored, _ = await store.reassignments(watch=self._reassignments_watch(gen))
+        for tp, target in stored.items():  # what a predecessor left moving goes on
+            await self._start_reassignment(tp, target, batch)
+        await self._finish_reassignments(batch)
+        await self._update_removed(set(), set())  # read back what is still to delete
+        self._send_removals(set(ctx.live), batch)
         log.info("controller %d resumed: %d live broker(s), %d topic(s), %d partition(s), "
                  "%d offline", self.broker_id, len(ctx.live), len(ctx.topics), len(ctx.states),
                  len(ctx.offline()))
@@ -475,6 +512,7 @@ class Controller:
                     if tp in ctx.states:
                         batch.add_leader_and_isr(ctx, tp, [b])
             await self._apply(transitions.elect_offline(ctx), batch)
+            self._send_removals(born, batch)
             for topic, pending in ctx.deleting.items():
                 for b in born & pending:
                     for partition in ctx.topics[topic].replicas:
@@ -588,6 +626,124 @@ class Controller:
             ctx.remove_topic(topic)
             log.info("controller: topic %s deleted from every replica", topic)
 
+    # ------------------------------------------------------------------ reassignments
+    def _reassignments_watch(self, gen: _Generation) -> Callable[[Any], None]:
+        if gen.reassignments_watch is None:
+            gen.reassignments_watch = self._watcher(gen, ReassignmentsChanged)
+        return gen.reassignments_watch
+
+    async def _reassignments_changed(self, gen: _Generation) -> None:
+        stored, _ = await self.store.reassignments(watch=self._reassignments_watch(gen))
+        batch = RequestBatch(self.broker_id)
+        for tp, target in stored.items():
+            if tp not in self.ctx.reassigning:
+                await self._start_reassignment(tp, target, batch)
+        await self._finish_reassignments(batch)
+        self._send(gen, batch)
+
+    async def _start_reassignment(self, tp: TP, target: list[int], batch: RequestBatch) -> None:
+        """Step 1 (see ``reassignment``): grow the replicas to target + leaving ones; the
+        added brokers start fetching. Repeating it (a new controller) changes nothing."""
+        ctx = self.ctx
+        if tp not in ctx.states or tp[0] in ctx.deleting or not ctx.replicas(tp):
+            log.warning("controller: reassignment of %s-%d dropped: the partition is gone",
+                        *tp)
+            await self._forget_reassignments([tp])
+            return
+        ctx.reassigning[tp] = list(target)
+        current = ctx.replicas(tp)
+        grown = reassignment.expanded(current, target)
+        if grown != current:
+            await self._write_replicas(tp, grown)
+            log.info("controller: %s-%d moving from replicas %s to %s", tp[0], tp[1], current,
+                     target)
+        change = reassignment.growing(ctx, tp)
+        if change is not None:
+            await self._apply([change], batch)
+
+    async def _finish_reassignments(self, batch: RequestBatch) -> None:
+        """Step 2 for every move whose target replicas are all in sync: ISR and leader
+        within the target, then the replicas become the target and the others delete."""
+        ctx = self.ctx
+        finished: list[TP] = []
+        for tp, target in list(ctx.reassigning.items()):
+            if tp[0] in ctx.deleting or tp not in ctx.states:
+                del ctx.reassigning[tp]
+                finished.append(tp)
+                continue
+            change = reassignment.finishing(ctx, tp, target)
+            if change is None or tp not in await self._apply([change], batch):
+                continue
+            removed = [b for b in ctx.replicas(tp) if b not in target]
+            # first durably: a removed broker that is down (or dies before it deletes) is
+            # told again when it returns, by this controller or the next
+            await self._update_removed({(b, tp) for b in removed}, set())
+            await self._write_replicas(tp, target)
+            for b in removed:
+                batch.leader_and_isr.get(b, {}).pop(tp, None)
+            self._send_removals(set(removed), batch)
+            batch.add_leader_and_isr(ctx, tp)
+            del ctx.reassigning[tp]
+            finished.append(tp)
+            log.info("controller: %s-%d moved to replicas %s (leader %d); %s delete theirs",
+                     tp[0], tp[1], target, ctx.states[tp].leader, removed or "none")
+        if finished:
+            await self._forget_reassignments(finished)
+
+    def _send_removals(self, brokers: set[int], batch: RequestBatch) -> None:
+        """StopReplica (delete) for the removed replicas of these brokers that are live; one
+        that is a replica again (moved back since) is not deleted."""
+        ctx = self.ctx
+        for broker, tp in sorted(ctx.removed):
+            if broker in brokers and broker in ctx.live and broker not in ctx.replicas(tp):
+                batch.add_stop_replica(broker, tp, -1, delete=True)
+
+    async def _update_removed(self, add: set[tuple[int, TP]],
+                              drop: set[tuple[int, TP]]) -> None:
+        """Change the replicas waiting to be deleted, in the coordination service first."""
+        ctx = self.ctx
+        while True:
+            stored, version = await self.store.removed_replicas()
+            # one moved back since (a replica again) has nothing to delete there
+            wanted = {(b, tp) for b, tp in stored - drop if b not in ctx.replicas(tp)} | add
+            if wanted != stored:
+                try:
+                    await self.store.set_removed_replicas(wanted, version)
+                except (BadVersionError, NoNodeError, NodeExistsError):
+                    continue
+            ctx.removed = wanted
+            return
+
+    async def _write_replicas(self, tp: TP, replicas: list[int]) -> None:
+        """Set one partition's replicas in the topic's assignment node (conditionally; a
+        concurrent growth of the topic is read again and kept). The context first: the
+        topic watch this write fires then finds nothing new."""
+        ctx = self.ctx
+        ctx.topics[tp[0]].replicas[tp[1]] = list(replicas)
+        while True:
+            found = await self.store.get_topic_versioned(tp[0])
+            if found is None:
+                return
+            stored, version = found
+            stored.replicas[tp[1]] = list(replicas)
+            try:
+                await self.store.set_topic_assignment(stored, version)
+                return
+            except BadVersionError:
+                continue
+
+    async def _forget_reassignments(self, tps: list[TP]) -> None:
+        while True:
+            stored, version = await self.store.reassignments()
+            left = {tp: r for tp, r in stored.items() if tp not in tps}
+            if left == stored:
+                return
+            try:
+                await self.store.set_reassignments(left, version)
+                return
+            except (BadVersionError, NoNodeError, NodeExistsError):
+                continue
+
     # ------------------------------------------------------------------ leaders
     async def _preferred_check(self) -> None:
         ratio = self.config.leader_imbalance_per_broker_percentage / 100
@@ -631,6 +787,8 @@ class Controller:
                 results.append(self._result(*change.tp, ErrorCode.INVALID_UPDATE_VERSION,
                                             "the partition changed meanwhile"))
         self._send(self._gen, batch)
+        if any(tp in ctx.reassigning for tp in written):  # a target replica may be in sync
+            self._enqueue(self._gen, ReassignmentCheck())
         return AlterPartitionResponse(0, None, results)
 
     def _result(self, topic: str, partition: int, code: ErrorCode,

@@ -128,6 +128,36 @@ async def test_elections_on_demand_report_each_partition(broker: BrokerServer) -
             await admin.elect_leaders("random")
 
 
+async def test_reassignments_refuse_what_cannot_be_done_and_a_no_op_move_completes(
+        broker: BrokerServer) -> None:
+    me = broker.config.broker_id
+    async with Admin(bootstrap_servers=broker.bootstrap) as admin:
+        await admin.create_topics([NewTopic("mv", 1)])
+        for target, error, why in [
+                ({TopicPartition("mv", 3): [me]}, UnknownTopicOrPartitionError, "mv-3 does"),
+                ({TopicPartition("mv", 0): [me, me]}, InvalidReplicaAssignmentError, "once"),
+                ({TopicPartition("mv", 0): []}, InvalidReplicaAssignmentError, "at least"),
+                ({TopicPartition("mv", 0): [me, 9]}, InvalidReplicaAssignmentError,
+                 r"broker\(s\) \[9\] are not registered")]:
+            with pytest.raises(error, match=why):
+                await admin.alter_partition_reassignments(target)
+        await admin.alter_partition_reassignments({TopicPartition("mv", 0): [me]})
+
+        async def done() -> bool:
+            return await admin.list_partition_reassignments() == {}
+        await until(done, 10)
+        [desc] = await admin.describe_topics(["mv"])
+        assert desc.partitions[0].replicas == (me,) and desc.partitions[0].leader == me
+    conn = await RawConnection.open(broker.bootstrap)
+    try:
+        cancel = await conn.call(ApiKey.ALTER_PARTITION_REASSIGNMENTS, {
+            "topics": [{"topic": "mv", "partitions": [{"partition": 0, "replicas": None}]}]})
+        [entry] = cancel.body["topics"][0]["partitions"]
+        assert "cancelling a reassignment is not supported" in entry["error_message"]
+    finally:
+        await conn.close()
+
+
 async def test_configs_describe_and_alter(broker: BrokerServer) -> None:
     async with Admin(bootstrap_servers=broker.bootstrap) as admin:
         await admin.create_topics([NewTopic("c", 1)])
