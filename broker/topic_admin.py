@@ -133,6 +133,11 @@ class TopicAdmin:
                 return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
             current, version = found
             have = len(current.replicas)
+            moving = sorted(p for t, p in await self.reassignments() if t == name)
+            if moving:  # as Kafka: a moving partition's replica count is not the topic's
+                return ErrorCode.REASSIGNMENT_IN_PROGRESS, (
+                    f"partition(s) {moving} of {name!r} are being moved to other brokers; add "
+                    f"partitions once that is done")
             if count <= have:
                 return ErrorCode.INVALID_PARTITIONS, (
                     f"topic {name!r} has {have} partition(s); partitions can only be added, "
@@ -196,47 +201,44 @@ class TopicAdmin:
                                   ) -> dict[tuple[str, int], Result]:
         """Ask the controller (through the reassignment node it watches) to move each
         partition to its target replicas. A partition already moving is refused."""
-        results: dict[tuple[str, int], Result] = {}
-        valid: dict[tuple[str, int], list[int]] = {}
-        live = set(self.metadata.brokers)
-        for (topic, index), replicas in targets.items():
-            name = f"{topic}-{index}"
-            if replicas is None:
-                results[topic, index] = (ErrorCode.INVALID_REQUEST, (
-                    f"{name}: cancelling a reassignment is not supported in this version; "
-                    f"let it finish, then move the partition back"))
-            elif validate_topic_name(topic) is not None or \
-                    self.metadata.partition(topic, index) is None:
-                results[topic, index] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                         f"{name} does not exist")
-            elif not replicas or len(set(replicas)) != len(replicas):
-                results[topic, index] = (ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
-                    f"{name}: the new replicas {replicas} must name at least one broker, "
-                    f"each once"))
-            elif not set(replicas) <= live:
-                results[topic, index] = (ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
-                    f"{name}: broker(s) {sorted(set(replicas) - live)} are not registered "
-                    f"(live brokers: {sorted(live)})"))
-            else:
-                valid[topic, index] = list(replicas)
-        while valid:
+        while True:
             stored, version = await self.store.reassignments()
-            for tp in [tp for tp in valid if tp in stored]:
-                results[tp] = (ErrorCode.REASSIGNMENT_IN_PROGRESS, (
-                    f"{tp[0]}-{tp[1]} is being moved to {stored[tp]} already; wait until "
-                    f"that is done"))
-                del valid[tp]
+            results = {tp: self._check_move(tp, replicas, stored)
+                       for tp, replicas in targets.items()}
+            valid = {tp: list(r) for tp, r in targets.items()
+                     if r is not None and results[tp][0] is ErrorCode.NONE}
             if not valid:
-                break
+                return results
             try:
                 await self.store.set_reassignments({**stored, **valid}, version)
             except (BadVersionError, NodeExistsError, NoNodeError):
                 continue  # another request came first: judge this one against it
             log.info("reassignment of %d partition(s) asked for: %s", len(valid),
                      ", ".join(f"{t}-{p} -> {r}" for (t, p), r in list(valid.items())[:6]))
-            results.update((tp, (ErrorCode.NONE, None)) for tp in valid)
-            break
-        return results
+            return results
+
+    def _check_move(self, tp: tuple[str, int], replicas: list[int] | None,
+                    moving: dict[tuple[str, int], list[int]]) -> Result:
+        name = f"{tp[0]}-{tp[1]}"
+        live = set(self.metadata.brokers)
+        if tp in moving:
+            return ErrorCode.REASSIGNMENT_IN_PROGRESS, (
+                f"{name} is being moved to {moving[tp]} already; wait until that is done")
+        if replicas is None:
+            return ErrorCode.INVALID_REQUEST, (
+                f"{name}: cancelling a reassignment is not supported in this version; let it "
+                f"finish, then move the partition back")
+        if validate_topic_name(tp[0]) is not None or self.metadata.partition(*tp) is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{name} does not exist"
+        if not replicas or len(set(replicas)) != len(replicas):
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                f"{name}: the new replicas {replicas} must name at least one broker, each "
+                f"once")
+        if not set(replicas) <= live:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                f"{name}: broker(s) {sorted(set(replicas) - live)} are not registered (live "
+                f"brokers: {sorted(live)})")
+        return ErrorCode.NONE, None
 
     async def reassignments(self) -> dict[tuple[str, int], list[int]]:
         """Partitions moving now and their targets."""

@@ -12,6 +12,7 @@ from klamm.protocol.api import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PREFERRED_
 from klamm.protocol.errors import ErrorCode, KlammError, NotControllerError, error_for
 
 from .cluster import Cluster, PartitionInfo
+from .errors import KlammConnectionError, KlammTimeoutError
 from .config import CommonClientConfig
 from .structs import NewPartitions, NewTopic, TopicPartition
 
@@ -166,18 +167,19 @@ class Admin:
                    "topic_partitions": None if partitions is None else
                    [{"topic": t, "partitions": sorted(set(ps))} for t, ps in named.items()]}
         deadline = time.monotonic() + self.config.request_timeout_ms / 1000
-        while True:  # the controller answers; another broker says NOT_CONTROLLER
+        last = "no broker named a controller"
+        while True:  # the controller answers; another says NOT_CONTROLLER; one may be dead
             md = await self._cluster.refresh([])
             try:
                 if md.controller_id >= 0:
                     body = (await self._cluster.request(md.controller_id, ApiKey.ELECT_LEADERS,
                                                         request)).body
                     break
-            except NotControllerError:
-                pass
-            if time.monotonic() >= deadline:
+            except (NotControllerError, KlammConnectionError, KlammTimeoutError) as exc:
+                last = str(exc)  # the controller moved or died: the metadata will say where
+            if time.monotonic() + self.config.retry_backoff_ms / 1000 >= deadline:
                 raise NotControllerError(f"no controller answered within request.timeout.ms="
-                                         f"{self.config.request_timeout_ms}")
+                                         f"{self.config.request_timeout_ms} ({last})")
             await asyncio.sleep(self.config.retry_backoff_ms / 1000)
         return {TopicPartition(t["topic"], p["partition"]):
                 error_for(p["error_code"], p.get("error_message")) if p["error_code"] else None
@@ -185,20 +187,21 @@ class Admin:
 
     # ------------------------------------------------------------------ reassignment
     async def alter_partition_reassignments(self, targets: dict[TopicPartition, list[int]]
-                                            ) -> None:
+                                            ) -> dict[TopicPartition, KlammError | None]:
         """Start moving partitions to new replicas (``{tp: [broker ids, preferred leader
         first]}``); returns once the controller has them, before the data has moved (see
-        ``list_partition_reassignments``). Raises the first error, e.g.
-        ReassignmentInProgressError for a partition already moving."""
+        ``list_partition_reassignments``). Per partition: None when started, else the error
+        (e.g. ReassignmentInProgressError for a partition already moving); the others start
+        anyway."""
         named: dict[str, list[dict[str, Any]]] = {}
         for tp, replicas in targets.items():
             named.setdefault(tp.topic, []).append(
                 {"partition": tp.partition, "replicas": [int(b) for b in replicas]})
         body = await self._call(ApiKey.ALTER_PARTITION_REASSIGNMENTS, {
             "topics": [{"topic": t, "partitions": ps} for t, ps in named.items()]})
-        for t in body["topics"]:
-            for p in t["partitions"]:
-                _raise_for(p["error_code"], p.get("error_message"))
+        return {TopicPartition(t["topic"], p["partition"]):
+                error_for(p["error_code"], p.get("error_message")) if p["error_code"] else None
+                for t in body["topics"] for p in t["partitions"]}
 
     async def list_partition_reassignments(self) -> dict[TopicPartition, PartitionReassignment]:
         """Partitions being moved now."""

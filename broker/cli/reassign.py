@@ -83,6 +83,8 @@ def reassign_partitions(bootstrap: str, path: str, execute: bool, verify: bool) 
         from klamm.client import Admin, TopicPartition
 
         async with Admin(bootstrap_servers=bootstrap) as admin:
+            # moves first: one that ends meanwhile is then seen done, not as not moving
+            moving = {} if execute else await admin.list_partition_reassignments()
             topics = sorted({t for t, _ in wanted})
             described = {d.name: d for d in await admin.describe_topics(topics)}
             current: dict[tuple[str, int], list[int]] = {}
@@ -97,12 +99,20 @@ def reassign_partitions(bootstrap: str, path: str, execute: bool, verify: bool) 
                 click.echo(_json(current))
                 click.echo("\nSave this to use as the --reassignment-json-file option "
                            "during rollback")
-                await admin.alter_partition_reassignments(
+                results = await admin.alter_partition_reassignments(
                     {TopicPartition(t, p): r for (t, p), r in wanted.items()})
-                click.echo("Successfully started partition reassignments for " +
-                           ",".join(f"{t}-{p}" for t, p in sorted(wanted)))
+                started = [f"{tp.topic}-{tp.partition}" for tp, e in sorted(results.items())
+                           if e is None]
+                if started:
+                    click.echo("Successfully started partition reassignments for " +
+                               ",".join(started))
+                failed = [(tp, e) for tp, e in sorted(results.items()) if e is not None]
+                for tp, error in failed:
+                    click.echo(f"Error reassigning partition {tp.topic}-{tp.partition}: "
+                               f"{error}", err=True)
+                if failed:
+                    raise CliError(f"{len(failed)} partition(s) could not be reassigned")
                 return
-            moving = await admin.list_partition_reassignments()
             click.echo("Status of partition reassignment:")
             wrong = []
             for (t, p), target in sorted(wanted.items()):

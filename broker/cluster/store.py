@@ -219,10 +219,25 @@ class ClusterStore:
             return None
         return decode_topic(name, data, path), stat.version
 
-    async def set_topic_assignment(self, topic: TopicAssignment, version: int) -> None:
-        """Replace a topic's assignment (partitions added), conditional on the version read:
-        BadVersionError when it changed meanwhile, NoNodeError when the topic went."""
-        await self.client.set(topic_path(topic.name), encode_topic(topic), version=version)
+    async def set_topic_assignment(self, topic: TopicAssignment, version: int,
+                                   epoch_version: int | None = None) -> None:
+        """Replace a topic's assignment (partitions added, replicas moved), conditional on
+        the version read: BadVersionError when it changed meanwhile, NoNodeError when the
+        topic went. The controller passes its ``epoch_version``: fenced as its state writes."""
+        await self._write(SetData(topic_path(topic.name), encode_topic(topic), version=version),
+                          epoch_version)
+
+    async def _write(self, op: MultiOp, epoch_version: int | None) -> None:
+        """One write; with ``epoch_version``, only while the controller epoch node still
+        has it (else ControllerMovedError), as every write of the controller is."""
+        ops: list[MultiOp] = [op] if epoch_version is None else \
+            [Check(CONTROLLER_EPOCH, epoch_version), op]
+        try:
+            await self.client.multi(ops)
+        except (BadVersionError, NoNodeError, NodeExistsError) as exc:
+            if epoch_version is not None and getattr(exc, "index", None) == 0:
+                raise ControllerMovedError("the controller epoch moved on") from None
+            raise
 
     async def get_topics(self, names: Sequence[str],
                          watch: Callable[[str], WatchFn] | None = None
@@ -354,18 +369,24 @@ class ClusterStore:
                 continue  # created in between: read it
             return decode_reassignments(data, REASSIGNMENTS), stat.version
 
-    async def set_reassignments(self, targets: dict[TP, list[int]], version: int) -> None:
+    async def set_reassignments(self, targets: dict[TP, list[int]], version: int,
+                                epoch_version: int | None = None) -> None:
         """Replace the pending reassignments, conditional on ``version`` (-1: the node must
         not exist); none left deletes the node. BadVersionError (or NodeExistsError,
-        NoNodeError) when another writer came first."""
+        NoNodeError) when another writer came first; ``epoch_version`` fences the
+        controller's writes."""
+        await self._replace(REASSIGNMENTS, encode_reassignments(targets) if targets else None,
+                            version, epoch_version)
+
+    async def _replace(self, path: str, data: bytes | None, version: int,
+                       epoch_version: int | None) -> None:
         if version < 0:
-            if targets:
-                await self.client.create(REASSIGNMENTS, encode_reassignments(targets),
-                                         makepath=True)
-        elif targets:
-            await self.client.set(REASSIGNMENTS, encode_reassignments(targets), version=version)
+            if data is not None:
+                await self._write(Create(path, data, makepath=True), epoch_version)
+        elif data is not None:
+            await self._write(SetData(path, data, version=version), epoch_version)
         else:
-            await self.client.delete(REASSIGNMENTS, version=version)
+            await self._write(Delete(path, version=version), epoch_version)
 
     async def removed_replicas(self) -> tuple[set[tuple[int, TP]], int]:
         """``(broker, partition)`` replicas waiting to be deleted, and the node's version."""
@@ -375,17 +396,13 @@ class ClusterStore:
             return set(), -1
         return decode_removed_replicas(data, REMOVED_REPLICAS), stat.version
 
-    async def set_removed_replicas(self, removed: set[tuple[int, TP]], version: int) -> None:
-        """Replace them, conditional on ``version`` (-1: no node yet); none deletes the node."""
-        if version < 0:
-            if removed:
-                await self.client.create(REMOVED_REPLICAS, encode_removed_replicas(removed),
-                                         makepath=True)
-        elif removed:
-            await self.client.set(REMOVED_REPLICAS, encode_removed_replicas(removed),
-                                  version=version)
-        else:
-            await self.client.delete(REMOVED_REPLICAS, version=version)
+    async def set_removed_replicas(self, removed: set[tuple[int, TP]], version: int,
+                                   epoch_version: int) -> None:
+        """Replace them (the controller only: fenced by its epoch), conditional on
+        ``version`` (-1: no node yet); none deletes the node."""
+        await self._replace(REMOVED_REPLICAS,
+                            encode_removed_replicas(removed) if removed else None, version,
+                            epoch_version)
 
     # ------------------------------------------------------------------ deletion
     async def mark_for_deletion(self, topic: str) -> None:

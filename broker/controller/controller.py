@@ -140,6 +140,7 @@ class _Generation:
     # function once per node, so re-arming never piles up watches.
     topic_watches: dict[str, Callable[[Any], None]] = field(default_factory=dict)
     reassignments_watch: Callable[[Any], None] | None = None
+    current: Event | None = None  # the event being handled
 
 
 class Controller:
@@ -210,8 +211,9 @@ class Controller:
             await self._failover(gen)
             self.elected.set()
             while True:
-                event = await gen.events.get()
-                await self._process(gen, event)
+                gen.current = await gen.events.get()
+                await self._process(gen, gen.current)
+                gen.current = None
         except ControllerMovedError:
             log.warning("controller %d was replaced (controller epoch moved on); resigning",
                         self.broker_id)
@@ -225,8 +227,13 @@ class Controller:
             self._fail_pending(gen)
 
     def _fail_pending(self, gen: _Generation) -> None:
+        """Answer NOT_CONTROLLER to every request waiting in the queue, and to the one whose
+        handling the end of this controllership cut short."""
+        waiting = [gen.current] if gen.current is not None else []
+        gen.current = None
         while not gen.events.empty():
-            event = gen.events.get_nowait()
+            waiting.append(gen.events.get_nowait())
+        for event in waiting:
             if isinstance(event, AlterPartitionReceived) and event.reply is not None:
                 if not event.reply.done():
                     event.reply.set_result(AlterPartitionResponse(
@@ -389,7 +396,15 @@ class Controller:
 
     def _deletion_callback(self, gen: _Generation, broker: int,
                            request: StopReplicaRequest) -> Callable[[Any], None]:
-        topics = {p.topic for p in request.partitions if p.delete}
+        # a topic's deletion is confirmed by a request that deletes every partition of it
+        # (a replica moved away is deleted alone: that confirms nothing about the topic)
+        named: dict[str, set[int]] = {}
+        for p in request.partitions:
+            if p.delete:
+                named.setdefault(p.topic, set()).add(p.partition)
+        ctx = self.ctx
+        topics = {t for t, ps in named.items() if t in ctx.deleting and t in ctx.topics
+                  and ps >= set(ctx.topics[t].replicas)}
 
         def done(body: Any) -> None:
             try:
@@ -607,6 +622,9 @@ class Controller:
                 continue
             replicas = {b for r in assignment.replicas.values() for b in r}
             ctx.deleting[topic] = set(replicas)
+            for tp in [tp for tp in ctx.reassigning if tp[0] == topic]:
+                del ctx.reassigning[tp]
+            await self._forget_reassignments(topic=topic)  # a move of a deleted topic is moot
             batch.deleted_topics.add(topic)
             for b in replicas & set(ctx.live):
                 for partition in assignment.replicas:
@@ -650,7 +668,6 @@ class Controller:
                         *tp)
             await self._forget_reassignments([tp])
             return
-        ctx.reassigning[tp] = list(target)
         current = ctx.replicas(tp)
         grown = reassignment.expanded(current, target)
         if grown != current:
@@ -660,6 +677,8 @@ class Controller:
         change = reassignment.growing(ctx, tp)
         if change is not None:
             await self._apply([change], batch)
+        # only now: an event retried after a coordination error starts it again
+        ctx.reassigning[tp] = list(target)
 
     async def _finish_reassignments(self, batch: RequestBatch) -> None:
         """Step 2 for every move whose target replicas are all in sync: ISR and leader
@@ -679,9 +698,10 @@ class Controller:
             # told again when it returns, by this controller or the next
             await self._update_removed({(b, tp) for b in removed}, set())
             await self._write_replicas(tp, target)
-            for b in removed:
+            pending = {b for b, t in ctx.removed if t == tp}  # also an earlier try's
+            for b in pending:
                 batch.leader_and_isr.get(b, {}).pop(tp, None)
-            self._send_removals(set(removed), batch)
+            self._send_removals(pending, batch)
             batch.add_leader_and_isr(ctx, tp)
             del ctx.reassigning[tp]
             finished.append(tp)
@@ -708,7 +728,8 @@ class Controller:
             wanted = {(b, tp) for b, tp in stored - drop if b not in ctx.replicas(tp)} | add
             if wanted != stored:
                 try:
-                    await self.store.set_removed_replicas(wanted, version)
+                    await self.store.set_removed_replicas(wanted, version,
+                                                          ctx.epoch_version)
                 except (BadVersionError, NoNodeError, NodeExistsError):
                     continue
             ctx.removed = wanted
@@ -716,10 +737,9 @@ class Controller:
 
     async def _write_replicas(self, tp: TP, replicas: list[int]) -> None:
         """Set one partition's replicas in the topic's assignment node (conditionally; a
-        concurrent growth of the topic is read again and kept). The context first: the
-        topic watch this write fires then finds nothing new."""
+        concurrent growth of the topic is read again and kept), then in the context (the
+        topic watch this write fires is handled after this event: it finds nothing new)."""
         ctx = self.ctx
-        ctx.topics[tp[0]].replicas[tp[1]] = list(replicas)
         while True:
             found = await self.store.get_topic_versioned(tp[0])
             if found is None:
@@ -727,19 +747,23 @@ class Controller:
             stored, version = found
             stored.replicas[tp[1]] = list(replicas)
             try:
-                await self.store.set_topic_assignment(stored, version)
-                return
+                await self.store.set_topic_assignment(stored, version, ctx.epoch_version)
+                break
             except BadVersionError:
                 continue
+        ctx.topics[tp[0]].replicas[tp[1]] = list(replicas)
 
-    async def _forget_reassignments(self, tps: list[TP]) -> None:
+    async def _forget_reassignments(self, tps: list[TP] | None = None,
+                                    topic: str | None = None) -> None:
+        """Remove finished (or moot) moves: ``tps``, or every one of ``topic``."""
         while True:
             stored, version = await self.store.reassignments()
-            left = {tp: r for tp, r in stored.items() if tp not in tps}
+            left = {tp: r for tp, r in stored.items()
+                    if not (tp in (tps or ()) or tp[0] == topic)}
             if left == stored:
                 return
             try:
-                await self.store.set_reassignments(left, version)
+                await self.store.set_reassignments(left, version, self.ctx.epoch_version)
                 return
             except (BadVersionError, NoNodeError, NodeExistsError):
                 continue

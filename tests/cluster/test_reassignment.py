@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from klamm.client import NewPartitions
+from klamm.client.errors import ReassignmentInProgressError
 from tests.support.cluster import Cluster, VerifiableProducer, assert_no_loss, read_everything
 from tests.support.polling import until
 
@@ -79,6 +83,13 @@ async def test_a_new_controller_finishes_a_move_its_predecessor_started(
         raise AssertionError("broker 3 should still be paused")
     controller = await cluster.wait_controller(lambda c: c != 3)
     await cluster.wait_for("resume", lambda ps: list(ps[0].replicas) == [2, 3, 1])
+    # while it moves: the same move again, or partitions added to the topic, are refused
+    again = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
+                         "--execute", "-b", cluster.live_bootstrap)
+    assert again.returncode == 1 and "REASSIGNMENT_IN_PROGRESS" in again.stderr, again.stderr
+    async with cluster.admin() as admin:
+        with pytest.raises(ReassignmentInProgressError, match="being moved"):
+            await admin.create_partitions({"resume": NewPartitions(2)})
     cluster.kill(controller)
     cluster.resume(3)
     await cluster.wait_controller(lambda c: c != controller)
@@ -93,3 +104,31 @@ async def test_a_new_controller_finishes_a_move_its_predecessor_started(
     assert_no_loss(before.acked, read_everything(cluster.bootstrap, "resume"))
     await until(lambda: not any(p.name.startswith("resume-")
                                 for p in (cluster.root / "b1").iterdir()), 30)
+
+
+async def test_deleting_a_topic_while_it_moves_drops_the_move(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    b = cluster.bootstrap
+    made = await _klamm("topics", "create", "doomed", "--replica-assignment", "1", "-b", b)
+    assert made.returncode == 0, made.stderr
+    await cluster.in_sync("doomed")
+    cluster.pause(3)
+    plan = tmp_path / "doomed.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": "doomed", "partition": 0, "replicas": [3]}]}))
+    started = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
+                           "--execute", "-b", cluster.live_bootstrap)
+    assert started.returncode == 0, started.stderr
+    await cluster.wait_for("doomed", lambda ps: list(ps[0].replicas) == [3, 1])
+    async with cluster.admin() as admin:
+        await admin.delete_topics(["doomed"], timeout_ms=0)  # broker 3 must confirm: later
+
+        async def dropped() -> bool:
+            return not await admin.list_partition_reassignments()
+        await until(dropped, 30)
+    cluster.resume(3)
+
+    async def gone() -> bool:
+        async with cluster.admin() as admin:
+            return "doomed" not in await admin.list_topics()
+    await until(gone, 30)
