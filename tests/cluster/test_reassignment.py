@@ -24,19 +24,33 @@ async def _klamm(*args: str) -> subprocess.CompletedProcess[str]:
         text=True, timeout=60)
 
 
+async def _topic(cluster: Cluster, name: str, assignment: str) -> None:
+    made = await _klamm("topics", "create", name, "--replica-assignment", assignment, "-b",
+                        cluster.bootstrap)
+    assert made.returncode == 0, made.stderr
+    await cluster.in_sync(name)
+
+
+def _plan(tmp_path: Path, topic: str, moves: dict[int, list[int]]) -> Path:
+    """A reassignment file, as kafka-reassign-partitions takes it."""
+    plan = tmp_path / f"{topic}.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": p, "replicas": r} for p, r in moves.items()]}))
+    return plan
+
+
+def _holds(cluster: Cluster, broker: int, topic: str) -> bool:
+    return any(p.name.startswith(f"{topic}-") for p in (cluster.root / f"b{broker}").iterdir())
+
+
 async def test_partitions_move_to_other_brokers_under_load(cluster: Cluster,
                                                            tmp_path: Path) -> None:
     b = cluster.bootstrap
-    made = await _klamm("topics", "create", "move", "--replica-assignment", "1:2,2:1", "-b", b)
-    assert made.returncode == 0, made.stderr
-    await cluster.in_sync("move")
+    await _topic(cluster, "move", "1:2,2:1")
     producer = VerifiableProducer(b, "move", max_messages=3000, throughput=600)
     await producer.wait_acked(300)
 
-    plan = tmp_path / "move.json"
-    plan.write_text(json.dumps({"version": 1, "partitions": [
-        {"topic": "move", "partition": 0, "replicas": [2, 3]},
-        {"topic": "move", "partition": 1, "replicas": [3, 2]}]}))
+    plan = _plan(tmp_path, "move", {0: [2, 3], 1: [3, 2]})
     started = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
                            "--execute", "-b", b)
     assert started.returncode == 0, started.stderr
@@ -55,8 +69,7 @@ async def test_partitions_move_to_other_brokers_under_load(cluster: Cluster,
     assert verified.stdout.splitlines()[1:] == [
         "Reassignment of partition move-0 is completed.",
         "Reassignment of partition move-1 is completed."]
-    gone = cluster.root / "b1"
-    await until(lambda: not any(p.name.startswith("move-") for p in gone.iterdir()), 30)
+    await until(lambda: not _holds(cluster, 1, "move"), 30)
 
     assert producer.wait_exit(120) == 0
     assert len(producer.acked) == 3000 and not producer.failed, producer.failed[:3]
@@ -67,15 +80,11 @@ async def test_partitions_move_to_other_brokers_under_load(cluster: Cluster,
 async def test_a_new_controller_finishes_a_move_its_predecessor_started(
         cluster: Cluster, tmp_path: Path) -> None:
     b = cluster.bootstrap
-    made = await _klamm("topics", "create", "resume", "--replica-assignment", "1:2", "-b", b)
-    assert made.returncode == 0, made.stderr
-    await cluster.in_sync("resume")
+    await _topic(cluster, "resume", "1:2")
     before = VerifiableProducer(b, "resume", max_messages=500)
     assert before.wait_exit() == 0 and len(before.acked) == 500
     cluster.pause(3)  # the new replica cannot catch up: the move stays half done
-    plan = tmp_path / "resume.json"
-    plan.write_text(json.dumps({"version": 1, "partitions": [
-        {"topic": "resume", "partition": 0, "replicas": [2, 3]}]}))
+    plan = _plan(tmp_path, "resume", {0: [2, 3]})
     started = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
                            "--execute", "-b", cluster.live_bootstrap)
     assert started.returncode == 0, started.stderr
@@ -102,20 +111,14 @@ async def test_a_new_controller_finishes_a_move_its_predecessor_started(
     assert "Reassignment of partition resume-0 is completed." in verified.stdout
     await cluster.settled("resume")
     assert_no_loss(before.acked, read_everything(cluster.bootstrap, "resume"))
-    await until(lambda: not any(p.name.startswith("resume-")
-                                for p in (cluster.root / "b1").iterdir()), 30)
+    await until(lambda: not _holds(cluster, 1, "resume"), 30)
 
 
 async def test_deleting_a_topic_while_it_moves_drops_the_move(cluster: Cluster,
                                                               tmp_path: Path) -> None:
-    b = cluster.bootstrap
-    made = await _klamm("topics", "create", "doomed", "--replica-assignment", "1", "-b", b)
-    assert made.returncode == 0, made.stderr
-    await cluster.in_sync("doomed")
+    await _topic(cluster, "doomed", "1")
     cluster.pause(3)
-    plan = tmp_path / "doomed.json"
-    plan.write_text(json.dumps({"version": 1, "partitions": [
-        {"topic": "doomed", "partition": 0, "replicas": [3]}]}))
+    plan = _plan(tmp_path, "doomed", {0: [3]})
     started = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
                            "--execute", "-b", cluster.live_bootstrap)
     assert started.returncode == 0, started.stderr
