@@ -70,6 +70,10 @@ class ReplicaManager:
         self.lag_ms = config.replica_lag_time_max_ms
         self._isr_task: asyncio.Task[None] | None = None
         self.changes = ChangeSignal()  # after every LeaderAndIsr and StopReplica
+        # One controller request at a time: both yield to the loop midway, and a request
+        # to an earlier incarnation of this broker (read from its socket after a pause) can
+        # arrive beside the new controller's; interleaved, the older one was applied last.
+        self._controller_request = asyncio.Lock()
 
     # ------------------------------------------------------------------ lookups
     def get(self, topic: str, partition: int) -> Partition:
@@ -214,7 +218,14 @@ class ReplicaManager:
         partitions the loop gets a turn every ``SLICE_S``, so a thousand partitions neither
         stall requests nor starve the coordination session's heartbeats (the controller sends
         the next request to this broker only after this answer, so nothing else applies
-        meanwhile)."""
+        meanwhile; requests that do arrive together are applied one after the other, so the
+        second one's epochs are judged against the first one's result)."""
+        async with self._controller_request:
+            return await self._apply_leader_and_isr(items, leaders)
+
+    async def _apply_leader_and_isr(self, items: list[LeaderAndIsrPartition],
+                                    leaders: dict[int, BrokerEndpoint]
+                                    ) -> list[PartitionError]:
         results: dict[int, tuple[ErrorCode, str | None]] = {}
         ready: list[tuple[int, LeaderAndIsrPartition, Partition]] = []
         batch = SyncBatch()
@@ -304,7 +315,11 @@ class ReplicaManager:
 
     async def stop_replicas(self, items: list[StopReplicaPartition]) -> list[PartitionError]:
         """Stop (and maybe delete) replicas; yields to the loop as apply_leader_and_isr does
-        (deleting a log removes files)."""
+        (deleting a log removes files), and like it one controller request at a time."""
+        async with self._controller_request:
+            return await self._stop_replicas(items)
+
+    async def _stop_replicas(self, items: list[StopReplicaPartition]) -> list[PartitionError]:
         out = []
         slicer = TimeSlicer(SLICE_S)
         for item in items:

@@ -135,3 +135,25 @@ async def test_deleting_a_topic_while_it_moves_drops_the_move(cluster: Cluster,
         async with cluster.admin() as admin:
             return "doomed" not in await admin.list_topics()
     await until(gone, 30)
+
+
+async def test_a_move_whose_leader_dies_midway_finishes_under_the_next_leader(
+        cluster: Cluster, tmp_path: Path) -> None:
+    await _topic(cluster, "orphan", "1:2")
+    before = VerifiableProducer(cluster.bootstrap, "orphan", max_messages=500)
+    assert before.wait_exit() == 0 and len(before.acked) == 500
+    cluster.pause(3)
+    plan = _plan(tmp_path, "orphan", {0: [2, 3]})
+    started = await _klamm("reassign-partitions", "--reassignment-json-file", str(plan),
+                           "--execute", "-b", cluster.live_bootstrap)
+    assert started.returncode == 0, started.stderr
+    await cluster.wait_for("orphan", lambda ps: list(ps[0].replicas) == [2, 3, 1])
+    cluster.kill(1)  # the leader, which the move removes, dies before it hands over
+    await cluster.wait_for("orphan", lambda ps: ps[0].leader == 2)
+    cluster.resume(3)
+    await cluster.wait_for("orphan", lambda ps: list(ps[0].replicas) == [2, 3] and
+                           sorted(ps[0].isr) == [2, 3], 60)
+    cluster.restart(1)  # it was down when the move ended: it deletes its copy now
+    await until(lambda: not _holds(cluster, 1, "orphan"), 30)
+    await cluster.settled("orphan")
+    assert_no_loss(before.acked, read_everything(cluster.bootstrap, "orphan"))
