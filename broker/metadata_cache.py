@@ -59,9 +59,6 @@ class MetadataCache:
     def has_topic(self, name: str) -> bool:
         return name in self.topics
 
-    def partition_count(self, topic: str) -> int:
-        return len(self.topics.get(topic, ()))
-
     def partition(self, topic: str, partition: int) -> PartitionMetadata | None:
         return self.topics.get(topic, {}).get(partition)
 
