@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, cast
 from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import FrameError, FrameReader, encode_response_head, parse_request
 
+from .peer_auth import PeerSession
 from .reply import PendingReply, Reply
 from .sendfile import ZeroCopyWriter
 
@@ -99,6 +100,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._peer_done = False  # the peer half-closed: close once every answer is out
         self._closed = False
         self.peer = "?"
+        self.peer_session = PeerSession()  # proven to be a broker (inter-broker requests)?
         self._copy_below = server.config.sendfile_min_bytes
 
     # ------------------------------------------------------------------ asyncio callbacks

@@ -25,6 +25,7 @@ from klamm.protocol.errors import ErrorCode
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 
 from .metadata_cache import MetadataCache
+from .peer_auth import PeerIdentity, open_peer
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ class LocalController(Protocol):
 
 
 class ControllerLink:
-    def __init__(self, broker_id: int, metadata: MetadataCache, timeout_ms: int) -> None:
-        self.broker_id = broker_id
+    def __init__(self, identity: PeerIdentity, metadata: MetadataCache, timeout_ms: int) -> None:
+        self.identity = identity
+        self.broker_id = identity.broker_id
         self.metadata = metadata
         self.timeout = timeout_ms / 1000
         self._conn: BrokerConnection | None = None
@@ -62,9 +64,9 @@ class ControllerLink:
             if self._conn is None or not self._conn.connected or self._conn_to != target:
                 if self._conn is not None:
                     self._conn.close()
-                self._conn = await BrokerConnection.open(
-                    controller.host, controller.port, client_id=f"broker-{self.broker_id}",
-                    timeout=self.timeout)
+                self._conn = await open_peer(
+                    controller.host, controller.port, self.identity, expect=controller.node_id,
+                    client_id=f"broker-{self.broker_id}", timeout=self.timeout)
                 self._conn_to = target
             response = await self._conn.request(api, body, timeout=timeout or self.timeout)
         except ClientError as exc:

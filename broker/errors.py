@@ -22,7 +22,7 @@ INVALID_REQUEST_LOG_INTERVAL = 10.0  # s between two reports of malformed reques
 _storage_reports = ReportLimiter(STORAGE_LOG_INTERVAL)
 
 
-def _held(count: int) -> str:
+def held_back(count: int) -> str:
     return f" ({count} more since the last report)" if count else ""
 
 
@@ -32,7 +32,7 @@ def report_storage_error(exc: BaseException) -> None:
     if held is not None:
         log.error("storage error: %s%s; requests that write there fail with STORAGE_ERROR "
                   "until it is fixed (a full disk: free space, nothing needs a restart)",
-                  exc, _held(held))
+                  exc, held_back(held))
 
 
 def report_invalid_request(limiter: ReportLimiter, peer: str, api: str, message: str) -> None:
@@ -40,7 +40,7 @@ def report_invalid_request(limiter: ReportLimiter, peer: str, api: str, message:
     INVALID_REQUEST (a client bug or a probe; the client gets the full reason)."""
     held = limiter.admit(time.monotonic())
     if held is not None:
-        log.warning("invalid %s request from %s: %s%s", api, peer, message[:500], _held(held))
+        log.warning("invalid %s request from %s: %s%s", api, peer, message[:500], held_back(held))
 
 
 def error_code_of(exc: BaseException) -> tuple[ErrorCode, str]:

@@ -34,6 +34,7 @@ from klamm.protocol.cluster_api import ControlledShutdownRequest, ControlledShut
 from klamm.protocol.config import ConfigError
 from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import Request
+from klamm.protocol.peer_auth import new_secret
 from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 from klamm.zk.client import ZkClient
 from klamm.zk.config import ZkConfig
@@ -57,6 +58,7 @@ from .log.files import parse_partition_dir
 from .meta_properties import check_broker_id, check_cluster_id, write_meta_properties
 from .metadata_cache import MetadataCache
 from .metrics import BrokerMetrics
+from .peer_auth import PeerAuthenticator, PeerIdentity
 from .replica_manager import ReplicaManager
 from .report_limiter import ReportLimiter
 from .replication.fetcher import FetcherSettings, ReplicaFetcherManager
@@ -98,6 +100,8 @@ class BrokerServer:
         self.replicas: ReplicaManager
         self.admin: TopicAdmin
         self.controller: Controller
+        self.peer_identity: PeerIdentity
+        self.peer_auth: PeerAuthenticator
         self.link: ControllerLink | None = None
         self.isr_changes: AlterPartitionQueue | None = None
         self.membership: Membership | None = None
@@ -152,6 +156,9 @@ class BrokerServer:
         check_cluster_id(cfg.log_dir, stored, self.cluster_id, self.zk_hosts)
         write_meta_properties(cfg.log_dir, cfg.broker_id, self.cluster_id)
         self.metadata.cluster_id = self.cluster_id
+        identity = self.peer_identity = PeerIdentity(
+            self.cluster_id, cfg.broker_id, await store.get_or_create_peer_secret(new_secret()))
+        self.peer_auth = PeerAuthenticator(identity)
         await import_local_topics(cfg.log_dir, store, cfg.broker_id)
 
         self.topic_configs = TopicConfigs(cfg, store)
@@ -159,18 +166,18 @@ class BrokerServer:
         self.logs = LogManager(cfg, self.topic_configs.effective)
         self.logs.health.on_offline = self._log_dir_offline
         self.logs.load()
-        self.link = ControllerLink(cfg.broker_id, self.metadata, cfg.controller_socket_timeout_ms)
+        self.link = ControllerLink(identity, self.metadata, cfg.controller_socket_timeout_ms)
         self.isr_changes = AlterPartitionQueue(self.link, lambda: self.broker_epoch,
                                                cfg.controller_retry_backoff_ms)
         fetchers = ReplicaFetcherManager(
-            FetcherSettings(cfg.broker_id, cfg.replica_fetch_max_bytes,
+            FetcherSettings(identity, cfg.replica_fetch_max_bytes,
                             cfg.replica_fetch_wait_max_ms, cfg.replica_fetch_min_bytes,
                             cfg.replica_fetch_backoff_ms, cfg.replica_socket_timeout_ms),
             self.metrics.replication_bytes_in.inc)
         self.replicas = ReplicaManager(cfg, self.logs, self.metrics, self.metadata,
                                        self.topic_configs.effective, fetchers, self.isr_changes)
         self.admin = TopicAdmin(cfg, store, self.metadata, self.topic_configs)
-        self.controller = Controller(cfg, zk, store, self.metrics, self.cluster_id,
+        self.controller = Controller(cfg, zk, store, self.metrics, identity,
                                      _unclean_enabled(cfg))
         self.link.local = self.controller
         self.apis = build_apis(self)
@@ -425,7 +432,13 @@ class BrokerServer:
                                 f"api {_api_name(header.api_key)} version {header.api_version} "
                                 f"is not in [{spec.min_version}, {spec.max_version}]")
         self._request_counters[header.api_key].inc()
+        refused = self.peer_auth.refusal(header.api_key, _api_name(header.api_key),
+                                         request.body, conn.peer_session, conn.peer)
+        if refused is not None:
+            return refused
         try:
+            if header.api_key == ApiKey.SASL_AUTHENTICATE:  # the one per-connection api
+                return self.peer_auth.handle(request.body, conn.peer_session, conn.peer)
             result = spec.handler(request)
         except Exception as exc:
             return self._failed(exc, conn.peer, header.api_key)

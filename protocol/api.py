@@ -68,7 +68,9 @@ Broker APIs (version 0 unless noted)::
                   host is "" and port -1 when the answering broker never saw them live.
 
 Inter-broker APIs (LEADER_AND_ISR, UPDATE_METADATA, STOP_REPLICA, CONTROLLED_SHUTDOWN,
-ALTER_PARTITION, OFFSET_FOR_LEADER_EPOCH) have typed bodies in ``protocol.cluster_api``.
+ALTER_PARTITION, OFFSET_FOR_LEADER_EPOCH) have typed bodies in ``protocol.cluster_api``. A
+broker sends them only on a connection it has authenticated first with SASL_AUTHENTICATE
+(Klamm's own mechanism, ``protocol.peer_auth``); so does a follower's FETCH.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class ApiKey(IntEnum):
     OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
     ELECT_LEADERS = 43
     ALTER_PARTITION_REASSIGNMENTS = 45

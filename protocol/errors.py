@@ -34,6 +34,7 @@ class ErrorCode(IntEnum):
     REBALANCE_IN_PROGRESS = 27
     TOPIC_AUTHORIZATION_FAILED = 29
     GROUP_AUTHORIZATION_FAILED = 30
+    CLUSTER_AUTHORIZATION_FAILED = 31
     INVALID_TIMESTAMP = 32
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
@@ -122,6 +123,9 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
         False, "not authorized to access the topic"),
     ErrorCode.GROUP_AUTHORIZATION_FAILED: ErrorInfo(
         False, "not authorized to access the group"),
+    ErrorCode.CLUSTER_AUTHORIZATION_FAILED: ErrorInfo(
+        False, "only the cluster's brokers may send this request, on a connection that "
+               "proved it belongs to one (inter-broker authentication)"),
     ErrorCode.UNSUPPORTED_VERSION: ErrorInfo(
         False, "the broker does not support this request version; upgrade the broker or "
                "use an older client"),
@@ -312,6 +316,11 @@ class GroupAuthorizationFailedError(KlammError):
     retriable = False
 
 
+class ClusterAuthorizationFailedError(KlammError):
+    code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    retriable = False
+
+
 class UnsupportedVersionError(KlammError):
     code = ErrorCode.UNSUPPORTED_VERSION
     retriable = False
@@ -455,6 +464,7 @@ ERROR_CLASSES: dict[int, type[KlammError]] = {int(cls.code): cls for cls in (
     RebalanceInProgressError,
     TopicAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
     UnsupportedVersionError,
     TopicAlreadyExistsError,
     InvalidPartitionsError,

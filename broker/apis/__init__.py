@@ -79,5 +79,9 @@ def build_apis(server: "BrokerServer") -> dict[int, ApiSpec]:
         return Reply({"error_code": 0, "api_keys": [[int(k), s.min_version, s.max_version]
                                                     for k, s in sorted(apis.items())]})
 
+    def per_connection(request: Request) -> HandlerResult:
+        raise AssertionError("the dispatcher answers SASL_AUTHENTICATE, with its connection")
+
     apis[ApiKey.API_VERSIONS] = ApiSpec(api_versions, 0, 0)
+    apis[ApiKey.SASL_AUTHENTICATE] = ApiSpec(per_connection, 0, 0)
     return apis

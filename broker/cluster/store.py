@@ -2,6 +2,8 @@
 read and changed. The one place that knows node paths (Kafka's ``KafkaZkClient``)::
 
     /cluster/id                               the cluster id
+    /cluster/peer_secret                      what brokers prove membership with
+                                              (``protocol.peer_auth``)
     /brokers/ids/<id>                         ephemeral: a live broker's host, port, rack
     /brokers/topics/<topic>                   topic id and replica assignment (partitions
                                               are only ever added to it)
@@ -37,7 +39,7 @@ from klamm.zk.errors import BadVersionError, NodeExistsError, NoNodeError
 from klamm.zk.ops import Check, Create, Delete, MultiOp, SetData
 from klamm.zk.tree import Stat
 
-from .model import (BrokerRegistration, LeaderIsr, TopicAssignment, decode_broker,
+from .model import (BrokerRegistration, CorruptNode, LeaderIsr, TopicAssignment, decode_broker,
                     decode_cluster_id, decode_configs, decode_controller,
                     decode_reassignments, decode_removed_replicas, decode_state,
                     decode_topic, encode_broker, encode_cluster_id, encode_configs,
@@ -45,6 +47,7 @@ from .model import (BrokerRegistration, LeaderIsr, TopicAssignment, decode_broke
                     encode_state, encode_topic)
 
 CLUSTER_ID = "/cluster/id"
+PEER_SECRET = "/cluster/peer_secret"
 BROKER_IDS = "/brokers/ids"
 TOPICS = "/brokers/topics"
 CONTROLLER = "/controller"
@@ -135,6 +138,19 @@ class ClusterStore:
             found = await self.cluster_id()
             assert found is not None
             return found
+
+    async def get_or_create_peer_secret(self, proposed: str) -> bytes:
+        """The cluster's peer secret; ``proposed`` becomes it when none is stored yet (a new
+        cluster, or one made by a version without inter-broker authentication)."""
+        try:
+            await self.client.create(PEER_SECRET, proposed.encode(), makepath=True)
+            return proposed.encode()
+        except NodeExistsError:
+            data, _ = await self.client.get(PEER_SECRET)
+            if not data:
+                raise CorruptNode(f"{PEER_SECRET} is empty; delete the node and restart the "
+                                  f"brokers to make a new secret") from None
+            return data
 
     # ------------------------------------------------------------------ brokers
     async def register_broker(self, reg: BrokerRegistration) -> int:

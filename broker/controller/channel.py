@@ -24,6 +24,8 @@ from klamm.protocol.cluster_api import (LeaderAndIsrRequest, StopReplicaRequest,
                                         UpdateMetadataRequest)
 from klamm.protocol.wire import to_wire
 
+from klamm.broker.peer_auth import PeerIdentity, open_peer
+
 log = logging.getLogger(__name__)
 
 ControllerRequest = LeaderAndIsrRequest | UpdateMetadataRequest | StopReplicaRequest
@@ -35,10 +37,11 @@ API_OF: dict[type, ApiKey] = {LeaderAndIsrRequest: ApiKey.LEADER_AND_ISR,
 
 
 class BrokerChannel:
-    def __init__(self, broker: BrokerRegistration, client_id: str, timeout: float,
+    def __init__(self, broker: BrokerRegistration, identity: PeerIdentity, timeout: float,
                  backoff: float) -> None:
         self.broker = broker
-        self.client_id = client_id
+        self.identity = identity
+        self.client_id = f"controller-{identity.broker_id}"
         self.timeout = timeout
         self.backoff = backoff
         self.queue: collections.deque[tuple[ControllerRequest, OnResponse | None]] = \
@@ -62,8 +65,9 @@ class BrokerChannel:
             request, on_response = self.queue[0]
             try:
                 if self._conn is None or not self._conn.connected:
-                    self._conn = await BrokerConnection.open(
-                        self.broker.host, self.broker.port, client_id=self.client_id,
+                    self._conn = await open_peer(
+                        self.broker.host, self.broker.port, self.identity,
+                        expect=self.broker.broker_id, client_id=self.client_id,
                         timeout=self.timeout)
                 response = await self._conn.request(API_OF[type(request)], to_wire(request),
                                                     timeout=self.timeout)
@@ -100,8 +104,8 @@ class BrokerChannel:
 
 
 class ControllerChannel:
-    def __init__(self, controller_id: int, timeout_ms: int, backoff_ms: int) -> None:
-        self.client_id = f"controller-{controller_id}"
+    def __init__(self, identity: PeerIdentity, timeout_ms: int, backoff_ms: int) -> None:
+        self.identity = identity
         self.timeout = timeout_ms / 1000
         self.backoff = backoff_ms / 1000
         self.channels: dict[int, BrokerChannel] = {}
@@ -112,7 +116,7 @@ class ControllerChannel:
             if old.broker == broker:
                 return
             asyncio.ensure_future(old.close())
-        self.channels[broker.broker_id] = BrokerChannel(broker, self.client_id, self.timeout,
+        self.channels[broker.broker_id] = BrokerChannel(broker, self.identity, self.timeout,
                                                         self.backoff)
 
     def remove_broker(self, broker_id: int) -> None:

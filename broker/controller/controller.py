@@ -29,6 +29,7 @@ from klamm.broker.cluster.store import (CONTROLLER, ClusterStore, ControllerMove
                                         StateConflict)
 from klamm.broker.config import BrokerConfig
 from klamm.broker.metrics import BrokerMetrics
+from klamm.broker.peer_auth import PeerIdentity
 from klamm.protocol.cluster_api import (AlterPartitionRequest, AlterPartitionResponse,
                                         AlterPartitionResult, ControlledShutdownRequest,
                                         ControlledShutdownResponse, LeaderAndIsrResponse,
@@ -145,14 +146,15 @@ class _Generation:
 
 class Controller:
     def __init__(self, config: BrokerConfig, client: Coordination, store: ClusterStore,
-                 metrics: BrokerMetrics, cluster_id: str,
+                 metrics: BrokerMetrics, identity: PeerIdentity,
                  unclean_of: Callable[[dict[str, str]], bool]) -> None:
         self.config = config
         self.broker_id = config.broker_id
         self.client = client
         self.store = store
         self.metrics = metrics
-        self.cluster_id = cluster_id
+        self.identity = identity
+        self.cluster_id = identity.cluster_id
         self._unclean_of = unclean_of
         self.election = LeaderElection(client, CONTROLLER, store.controller_data(self.broker_id))
         self.ctx = ControllerContext()
@@ -200,7 +202,7 @@ class Controller:
                         "standing again", self.broker_id)
             return
         self.ctx = ControllerContext(epoch=epoch, epoch_version=version)
-        self.channel = ControllerChannel(self.broker_id, self.config.controller_socket_timeout_ms,
+        self.channel = ControllerChannel(self.identity, self.config.controller_socket_timeout_ms,
                                          self.config.controller_retry_backoff_ms)
         self.active = True
         self.metrics.active_controller.set(1)

@@ -44,6 +44,7 @@ from klamm.protocol.wire import MalformedMessage, from_wire, to_wire
 from ..log import LogStorageError, PartitionLog, UnexpectedAppendOffset
 from ..log.leader_epoch import UNDEFINED_EPOCH
 from ..partition import Partition
+from ..peer_auth import PeerIdentity, open_peer
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,17 @@ def retry_delay_ms(failures: int, backoff_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class FetcherSettings:
-    broker_id: int
+    identity: PeerIdentity  # this broker, as it proves itself to leaders
     max_bytes: int
     wait_max_ms: int
     min_bytes: int
     backoff_ms: int
     socket_timeout_ms: int
     client_id: str = "klamm-replica-fetcher"
+
+    @property
+    def broker_id(self) -> int:
+        return self.identity.broker_id
 
 
 @dataclass(slots=True)
@@ -186,8 +191,9 @@ class ReplicaFetcher:
 
     async def _connection(self) -> BrokerConnection:
         if self._conn is None or not self._conn.connected:
-            self._conn = await BrokerConnection.open(
-                self.source.host, self.source.port, client_id=self.settings.client_id,
+            self._conn = await open_peer(
+                self.source.host, self.source.port, self.settings.identity,
+                expect=self.source.node_id, client_id=self.settings.client_id,
                 timeout=self.settings.socket_timeout_ms / 1000)
         return self._conn
 

@@ -32,11 +32,19 @@ from klamm.protocol.errors import ErrorCode
 from klamm.protocol.frame import frame_prefix
 from klamm.protocol.wire import from_wire, to_wire
 from tests.support.polling import until
-from tests.support.raw import (RawConnection, batch, create_topic, fetch_body, produce_body,
-                               read_all)
+from tests.support.raw import (RawConnection, batch, create_topic, fetch_body, open_as_broker,
+                               produce_body, read_all)
 
 
 # ---------------------------------------------------------------------- helpers
+async def peer(server: BrokerServer, as_broker: int | None = None) -> RawConnection:
+    """A connection to ``server`` authenticated as broker ``as_broker`` (default: the server
+    itself, which is also the controller in these tests)."""
+    me = server.peer_identity
+    return await open_as_broker(server.bootstrap, me.cluster_id, me.secret,
+                                me.broker_id if as_broker is None else as_broker)
+
+
 async def controller_epoch(server: BrokerServer) -> int:
     epoch, _ = await server.store.controller_epoch()
     return epoch
@@ -102,7 +110,7 @@ async def assert_still_served(server: BrokerServer, topic: str, before: dict[int
     assert os.path.isdir(partition.log.dir)
     known = server.metadata.partition(topic, 0)
     assert known is not None and known.leader == server.config.broker_id
-    conn = await RawConnection.open(server.bootstrap)
+    conn = await peer(server)
     try:
         r = await conn.call(ApiKey.METADATA, {"topics": [topic]})
         described = r.body["topics"][0]
@@ -151,7 +159,7 @@ REQUESTS: dict[str, Callable[[BrokerServer, str, int, int], tuple[int, Any]]] = 
 @pytest.mark.parametrize("name", list(REQUESTS))
 async def test_controller_request_with_a_stale_epoch_is_refused_and_changes_nothing(
         broker: BrokerServer, caplog: pytest.LogCaptureFixture, name: str, stale: str) -> None:
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"before") == 0
     epoch = await controller_epoch(broker)
@@ -176,7 +184,7 @@ async def test_a_refused_request_from_a_newer_controller_epoch_does_not_fence_th
         broker: BrokerServer) -> None:
     """Refused for its broker epoch, a request must not teach the broker its controller
     epoch: otherwise the real controller's next request would be refused as stale."""
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     epoch = await controller_epoch(broker)
     me = broker.config.broker_id
@@ -195,7 +203,7 @@ async def test_controller_requests_with_an_older_leader_epoch_are_refused_per_pa
     """The current controller epoch, but a decision older than the one applied: LeaderAndIsr
     answers STALE_CONTROLLER_EPOCH for that partition, StopReplica FENCED_LEADER_EPOCH (as
     Kafka does)."""
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"before") == 0
     await lead(conn, broker, "t", 3)
@@ -225,7 +233,7 @@ async def test_a_promotion_whose_epoch_cannot_be_made_durable_does_not_lead(
         broker: BrokerServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A replica leads only once its new leader epoch is on disk: when the disk refuses the
     fsync, the partition answers STORAGE_ERROR and stays a follower; the next try leads."""
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"before") == 0
     me = broker.config.broker_id
@@ -304,7 +312,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 async def test_malformed_leader_and_isr_is_answered_invalid_request_and_changes_nothing(
         broker: BrokerServer, caplog: pytest.LogCaptureFixture, case: str) -> None:
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"before") == 0
     epoch = await controller_epoch(broker)
@@ -342,7 +350,7 @@ async def test_malformed_leader_and_isr_is_answered_invalid_request_and_changes_
 ], ids=lambda v: v.name if isinstance(v, ApiKey) else "")
 async def test_every_inter_broker_api_answers_an_empty_body_with_invalid_request(
         broker: BrokerServer, api: ApiKey, named: str) -> None:
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     r = await conn.call(api, {})
     assert r.body["error_code"] == ErrorCode.INVALID_REQUEST, r.body
     assert named in r.body["error_message"]
@@ -356,10 +364,10 @@ async def test_undecodable_frame_closes_only_that_connection(
         broker: BrokerServer, caplog: pytest.LogCaptureFixture) -> None:
     """Request metadata that is not msgpack at all cannot be answered (no correlation id):
     the broker closes that connection, logs one warning, and serves the next one."""
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"before") == 0
-    bystander = await RawConnection.open(broker.bootstrap)
+    bystander = await peer(broker)
     meta = b"\xc1 never valid msgpack"
     with caplog.at_level(logging.WARNING, logger="klamm.broker.connection"):
         conn.send_raw(frame_prefix(len(meta), 0) + meta)
@@ -388,14 +396,14 @@ async def pair(broker: BrokerServer, broker_factory: Callable[..., Any]
 async def test_follower_fetch_where_the_partition_is_not_led_or_not_hosted(
         pair: tuple[BrokerServer, BrokerServer]) -> None:
     zero, one = pair
-    conn = await RawConnection.open(zero.bootstrap)
+    conn = await peer(zero)
     await create_assigned(conn, "both", [0, 1])  # led by 0, followed by 1
     await create_assigned(conn, "only0", [0])
     await conn.close()
     await until(lambda: ("both", 0) in one.replicas.partitions
                 and one.metadata.partition("only0", 0) is not None)
 
-    at_one = await RawConnection.open(one.bootstrap)
+    at_one = await peer(one, as_broker=0)
     r = await at_one.call(ApiKey.FETCH, follower_fetch(0, [
         ("both", 0, 0, 0), ("only0", 0, 0, 0), ("nosuch", 0, 0, -1)]))
     assert r.body["error_code"] == 0
@@ -411,14 +419,18 @@ async def test_follower_fetch_where_the_partition_is_not_led_or_not_hosted(
     await at_one.close()
 
     # at the leader, a broker that is no replica is refused; the real follower is served
-    at_zero = await RawConnection.open(zero.bootstrap)
+    at_zero = await peer(zero)
     offset = await produce(at_zero, "both", b"x")
-    r = await at_zero.call(ApiKey.FETCH, follower_fetch(5, [("both", 0, 0, 0)]))
+    await at_zero.close()
+    as_five = await peer(zero, as_broker=5)
+    r = await as_five.call(ApiKey.FETCH, follower_fetch(5, [("both", 0, 0, 0)]))
     assert fetch_errors(r.body) == {("both", 0): ErrorCode.NOT_LEADER_OR_FOLLOWER}
     assert "broker 5 is not a follower" in r.body["topics"][0]["partitions"][0]["error_message"]
-    r = await at_zero.call(ApiKey.FETCH, follower_fetch(1, [("both", 0, offset, 0)]))
+    await as_five.close()
+    as_one = await peer(zero, as_broker=1)
+    r = await as_one.call(ApiKey.FETCH, follower_fetch(1, [("both", 0, offset, 0)]))
     assert fetch_errors(r.body) == {("both", 0): 0}
-    await at_zero.close()
+    await as_one.close()
     # committed once broker 1's own fetcher has it too (it may be backing off on a loaded
     # machine: the high watermark moves at its next fetch)
     await until(lambda: zero.replicas.partitions[("both", 0)].high_watermark > offset,
@@ -427,12 +439,14 @@ async def test_follower_fetch_where_the_partition_is_not_led_or_not_hosted(
 
 
 async def test_follower_fetch_with_a_stale_or_newer_leader_epoch(broker: BrokerServer) -> None:
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     assert await produce(conn, "t", b"zero") == 0
     await lead(conn, broker, "t", 3, replicas=[0, 7])  # broker 7 now follows, out of the ISR
     assert await produce(conn, "t", b"three") == 1
     partition = broker.replicas.partitions[("t", 0)]
+    await conn.close()
+    conn = await peer(broker, as_broker=7)
 
     r = await conn.call(ApiKey.FETCH, follower_fetch(7, [("t", 0, 0, 2)]))
     assert fetch_errors(r.body) == {("t", 0): ErrorCode.FENCED_LEADER_EPOCH}
@@ -445,7 +459,9 @@ async def test_follower_fetch_with_a_stale_or_newer_leader_epoch(broker: BrokerS
     part = r.body["topics"][0]["partitions"][0]
     assert part["error_code"] == 0 and part["log_end_offset"] == 2 and part["records_size"] > 0
     assert partition.followers[7].log_end_offset == 0
+    await conn.close()
     # a fetch from a non-replica in a stale epoch is fenced first, like any other
+    conn = await peer(broker, as_broker=9)
     r = await conn.call(ApiKey.FETCH, follower_fetch(9, [("t", 0, 0, 2)]))
     assert fetch_errors(r.body) == {("t", 0): ErrorCode.FENCED_LEADER_EPOCH}
     await conn.close()
@@ -456,12 +472,14 @@ async def test_follower_fetch_beyond_the_log_end_is_refused_and_is_no_progress(
     """A follower that claims more than the leader has gets OFFSET_OUT_OF_RANGE (it must
     truncate); its claim must not count as replication (Kafka updates a follower's state only
     from a read that succeeded), or the high watermark would pass records it does not have."""
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     await lead(conn, broker, "t", 1, replicas=[0, 7], isr=[0, 7])
     partition = broker.replicas.partitions[("t", 0)]
     assert await produce(conn, "t", b"only on the leader") == 0
     assert partition.high_watermark == 0  # follower 7, in the ISR, has not fetched it
+    await conn.close()
+    conn = await peer(broker, as_broker=7)
 
     r = await conn.call(ApiKey.FETCH, follower_fetch(7, [("t", 0, 50, 1)]))
     part = r.body["topics"][0]["partitions"][0]
@@ -490,7 +508,7 @@ async def test_a_follower_ahead_of_its_leader_retries_soon_not_after_the_full_ba
                                replica_fetch_wait_max_ms=30_000)
     await until(lambda: set(zero.metadata.brokers) == {0, 1}
                 and set(one.metadata.brokers) == {0, 1})
-    conn = await RawConnection.open(zero.bootstrap)
+    conn = await peer(zero)
     await create_assigned(conn, "idle", [0, 1])  # followed from broker 0 too, never written
     await until(lambda: ("idle", 0) in one.replicas.partitions)
     await create_assigned(conn, "ahead", [0, 1])
@@ -499,7 +517,7 @@ async def test_a_follower_ahead_of_its_leader_retries_soon_not_after_the_full_ba
     await until(lambda: leader.followers[1].log_end_offset == 0)  # broker 1 fetches in epoch 0
 
     # broker 1 is told of leader epoch 5 first: its fetches are refused (leader in epoch 0)
-    at_one = await RawConnection.open(one.bootstrap)
+    at_one = await peer(one, as_broker=0)
     request = LeaderAndIsrRequest(
         0, await controller_epoch(zero), one.broker_epoch,
         [LeaderAndIsrPartition("ahead", 0, leader.topic_id, 0, 5, [0, 1], 5, [0, 1])],
@@ -537,7 +555,7 @@ def test_follower_retry_delays_start_small_and_double_up_to_the_backoff() -> Non
 async def test_alter_partition_that_lost_its_version_race_changes_nothing(
         pair: tuple[BrokerServer, BrokerServer]) -> None:
     zero, one = pair
-    conn = await RawConnection.open(zero.bootstrap)
+    conn = await peer(zero)
     await create_assigned(conn, "isr", [0, 1])
     tp = ("isr", 0)
     start = await zero.store.get_state(tp)
@@ -545,10 +563,12 @@ async def test_alter_partition_that_lost_its_version_race_changes_nothing(
 
     async def alter(broker_id: int, broker_epoch: int, new_isr: list[int],
                     partition_epoch: int, leader_epoch: int = 0,
-                    at: RawConnection = conn) -> AlterPartitionResponse:
-        r = await at.call(ApiKey.ALTER_PARTITION, to_wire(AlterPartitionRequest(
+                    at: BrokerServer = zero) -> AlterPartitionResponse:
+        sender = await peer(at, as_broker=broker_id)
+        r = await sender.call(ApiKey.ALTER_PARTITION, to_wire(AlterPartitionRequest(
             broker_id, broker_epoch,
             [AlterPartitionItem("isr", 0, leader_epoch, new_isr, partition_epoch)])))
+        await sender.close()
         return from_wire(AlterPartitionResponse, r.body)
 
     # the leader shrinks the ISR: accepted, the partition epoch moves on
@@ -581,10 +601,8 @@ async def test_alter_partition_that_lost_its_version_race_changes_nothing(
     assert await zero.store.get_state(tp) == after
 
     # sent to a broker that is not the controller
-    at_one = await RawConnection.open(one.bootstrap)
-    refused = await alter(0, zero.broker_epoch, [0, 1], after.partition_epoch, at=at_one)
+    refused = await alter(0, zero.broker_epoch, [0, 1], after.partition_epoch, at=one)
     assert refused.error_code == ErrorCode.NOT_CONTROLLER and refused.partitions == []
-    await at_one.close()
     await conn.close()
     assert await zero.store.get_state(tp) == after
 
@@ -595,7 +613,7 @@ async def test_alter_partition_whose_state_write_loses_to_another_writer(
     the conditional write fails, the answer is INVALID_UPDATE_VERSION with the state read
     back, and the other writer's state stands."""
     zero, _ = pair
-    conn = await RawConnection.open(zero.bootstrap)
+    conn = await peer(zero)
     await create_assigned(conn, "race", [0, 1])
     tp = ("race", 0)
     start = await zero.store.get_state(tp)
@@ -622,7 +640,7 @@ async def test_alter_partition_whose_state_write_loses_to_another_writer(
 # ---------------------------------------------------------------------- OffsetForLeaderEpoch
 async def test_offset_for_leader_epoch_answers_where_each_epoch_ends(
         broker: BrokerServer) -> None:
-    conn = await RawConnection.open(broker.bootstrap)
+    conn = await peer(broker)
     await create_topic(conn, "t")
     for value in (b"a", b"b", b"c"):  # epoch 0: offsets 0..2
         await produce(conn, "t", value)
@@ -633,6 +651,8 @@ async def test_offset_for_leader_epoch_answers_where_each_epoch_ends(
     await produce(conn, "t", b"f")
     plog = broker.replicas.partitions[("t", 0)].log
     assert plog.leader_epoch_cache.entries == [(0, 0), (2, 3), (5, 5)]
+    await conn.close()
+    conn = await peer(broker, as_broker=1)
 
     async def ask(*queries: tuple[int, int]) -> list[tuple[int, int, int]]:
         r = await conn.call(ApiKey.OFFSET_FOR_LEADER_EPOCH, to_wire(OffsetForLeaderEpochRequest(
@@ -668,7 +688,7 @@ async def test_offset_for_leader_epoch_answers_where_each_epoch_ends(
 async def test_controlled_shutdown_from_an_unregistered_broker_moves_nothing(
         pair: tuple[BrokerServer, BrokerServer]) -> None:
     zero, one = pair
-    conn = await RawConnection.open(zero.bootstrap)
+    conn = await peer(zero)
     await create_assigned(conn, "cs", [1, 0])  # led by 1
     tp = ("cs", 0)
     start = await zero.store.get_state(tp)
@@ -677,9 +697,11 @@ async def test_controlled_shutdown_from_an_unregistered_broker_moves_nothing(
                 and one.replicas.partitions[tp].is_leader)
 
     async def shut(broker_id: int, broker_epoch: int,
-                   at: RawConnection = conn) -> ControlledShutdownResponse:
-        r = await at.call(ApiKey.CONTROLLED_SHUTDOWN,
-                          to_wire(ControlledShutdownRequest(broker_id, broker_epoch)))
+                   at: BrokerServer = zero) -> ControlledShutdownResponse:
+        sender = await peer(at, as_broker=broker_id)
+        r = await sender.call(ApiKey.CONTROLLED_SHUTDOWN,
+                              to_wire(ControlledShutdownRequest(broker_id, broker_epoch)))
+        await sender.close()
         return from_wire(ControlledShutdownResponse, r.body)
 
     for broker_id, broker_epoch in ((1, one.broker_epoch + 1), (1, one.broker_epoch - 1),
@@ -690,9 +712,9 @@ async def test_controlled_shutdown_from_an_unregistered_broker_moves_nothing(
     assert zero.controller.ctx.shutting_down == set()
     assert await zero.store.get_state(tp) == start
     assert one.replicas.partitions[tp].is_leader
-    at_one = await RawConnection.open(one.bootstrap)
-    answer = await shut(1, one.broker_epoch, at=at_one)  # not the controller
+    answer = await shut(1, one.broker_epoch, at=one)  # not the controller
     assert answer.error_code == ErrorCode.NOT_CONTROLLER
+    at_one = await RawConnection.open(one.bootstrap)
     r = await at_one.call(ApiKey.FETCH, fetch_body("cs", 0, 0))  # still served by 1
     assert fetch_errors(r.body) == {tp: 0}
     await at_one.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from klamm.protocol.api import ApiKey
 from klamm.protocol.frame import (FrameDecoder, RequestHeader, Response, encode_request,
                                   parse_response)
+from klamm.protocol.peer_auth import OPENER, PeerAuthRequest, new_nonce, proof
+from klamm.protocol.wire import to_wire
 
 
 class RawConnection:
@@ -131,3 +134,17 @@ async def fetch_records(address: str, topic: str, partition: int = 0) -> list[An
 async def read_all(address: str, topic: str) -> dict[int, bytes]:
     """Partition 0 of ``topic`` as ``{offset: value}``."""
     return {rec.offset: rec.value for rec in await fetch_records(address, topic)}
+
+
+async def open_as_broker(address: str, cluster_id: str, secret: bytes,
+                         broker_id: int) -> RawConnection:
+    """A connection that proved, with the cluster's peer secret, to be broker ``broker_id``:
+    the broker serves inter-broker requests that claim that id on it."""
+    conn = await RawConnection.open(address)
+    ours = new_nonce()
+    r = await conn.call(ApiKey.SASL_AUTHENTICATE, to_wire(PeerAuthRequest(broker_id, nonce=ours)))
+    assert r.body["error_code"] == 0, r.body
+    mine = proof(secret, OPENER, cluster_id, broker_id, r.body["broker_id"], ours, r.body["nonce"])
+    r = await conn.call(ApiKey.SASL_AUTHENTICATE, to_wire(PeerAuthRequest(broker_id, proof=mine)))
+    assert r.body["error_code"] == 0, r.body
+    return conn
