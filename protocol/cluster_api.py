@@ -25,29 +25,29 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from .wire import message
+from .wire import int32, message
 
 NO_LEADER = -1
 
 
 @message
 class BrokerEndpoint:
-    node_id: int
+    node_id: int32
     host: str
-    port: int
+    port: int32
     rack: str | None = None
 
 
 @message
 class PartitionRef:
     topic: str
-    partition: int
+    partition: int32
 
 
 @message
 class PartitionError:
     topic: str
-    partition: int
+    partition: int32
     error_code: int
     error_message: str | None = None
 
@@ -56,21 +56,21 @@ class PartitionError:
 @message
 class LeaderAndIsrPartition:
     topic: str
-    partition: int
+    partition: int32
     topic_id: str
-    leader: int
-    leader_epoch: int
-    isr: list[int]
-    partition_epoch: int
-    replicas: list[int]
+    leader: int32
+    leader_epoch: int32
+    isr: list[int32]
+    partition_epoch: int32
+    replicas: list[int32]
     is_new: bool = False
     unclean: bool = False  # the leader was elected from outside the ISR: records may be lost
 
 
 @message
 class LeaderAndIsrRequest:
-    controller_id: int
-    controller_epoch: int
+    controller_id: int32
+    controller_epoch: int32
     broker_epoch: int
     partitions: list[LeaderAndIsrPartition]
     leaders: list[BrokerEndpoint]  # where the leaders named above listen
@@ -88,20 +88,20 @@ class LeaderAndIsrResponse:
 @message
 class PartitionMetadata:
     topic: str
-    partition: int
+    partition: int32
     topic_id: str
-    leader: int
-    leader_epoch: int
-    isr: list[int]
-    partition_epoch: int
-    replicas: list[int]
-    offline_replicas: list[int] = field(default_factory=list)
+    leader: int32
+    leader_epoch: int32
+    isr: list[int32]
+    partition_epoch: int32
+    replicas: list[int32]
+    offline_replicas: list[int32] = field(default_factory=list)
 
 
 @message
 class UpdateMetadataRequest:
-    controller_id: int
-    controller_epoch: int
+    controller_id: int32
+    controller_epoch: int32
     broker_epoch: int
     cluster_id: str
     live_brokers: list[BrokerEndpoint]
@@ -120,15 +120,15 @@ class UpdateMetadataResponse:
 @message
 class StopReplicaPartition:
     topic: str
-    partition: int
-    leader_epoch: int
+    partition: int32
+    leader_epoch: int32
     delete: bool
 
 
 @message
 class StopReplicaRequest:
-    controller_id: int
-    controller_epoch: int
+    controller_id: int32
+    controller_epoch: int32
     broker_epoch: int
     partitions: list[StopReplicaPartition]
 
@@ -143,7 +143,7 @@ class StopReplicaResponse:
 # ---------------------------------------------------------------------- CONTROLLED_SHUTDOWN
 @message
 class ControlledShutdownRequest:
-    broker_id: int
+    broker_id: int32
     broker_epoch: int
 
 
@@ -158,15 +158,15 @@ class ControlledShutdownResponse:
 @message
 class AlterPartitionItem:
     topic: str
-    partition: int
-    leader_epoch: int
-    new_isr: list[int]
-    partition_epoch: int
+    partition: int32
+    leader_epoch: int32
+    new_isr: list[int32]
+    partition_epoch: int32
 
 
 @message
 class AlterPartitionRequest:
-    broker_id: int
+    broker_id: int32
     broker_epoch: int
     partitions: list[AlterPartitionItem]
 
@@ -174,13 +174,13 @@ class AlterPartitionRequest:
 @message
 class AlterPartitionResult:
     topic: str
-    partition: int
+    partition: int32
     error_code: int
     error_message: str | None = None
-    leader: int = NO_LEADER
-    leader_epoch: int = -1
-    isr: list[int] = field(default_factory=list)
-    partition_epoch: int = -1
+    leader: int32 = NO_LEADER
+    leader_epoch: int32 = -1
+    isr: list[int32] = field(default_factory=list)
+    partition_epoch: int32 = -1
 
 
 @message
@@ -194,23 +194,23 @@ class AlterPartitionResponse:
 @message
 class EpochQuery:
     topic: str
-    partition: int
-    leader_epoch: int  # the epoch whose end offset is asked for
-    current_leader_epoch: int = -1  # the asker's view of the leader's epoch (-1: unchecked)
+    partition: int32
+    leader_epoch: int32  # the epoch whose end offset is asked for
+    current_leader_epoch: int32 = -1  # the asker's view of the leader's epoch (-1: unchecked)
 
 
 @message
 class OffsetForLeaderEpochRequest:
-    replica_id: int
+    replica_id: int32
     partitions: list[EpochQuery]
 
 
 @message
 class EpochEndOffset:
     topic: str
-    partition: int
+    partition: int32
     error_code: int
-    leader_epoch: int = -1  # largest epoch <= the asked one that the leader knows
+    leader_epoch: int32 = -1  # largest epoch <= the asked one that the leader knows
     end_offset: int = -1  # where that epoch ends in the leader's log
     error_message: str | None = None
 

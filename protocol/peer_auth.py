@@ -29,7 +29,7 @@ import secrets
 from typing import Any
 
 from .api import ApiKey
-from .wire import message
+from .wire import int32, message
 
 NONCE_BYTES = 32
 OPENER = "opener"
@@ -52,7 +52,7 @@ REPLICA_ONLY_WHEN_SET: dict[int, str] = {
 
 @message
 class PeerAuthRequest:
-    broker_id: int  # the opener's
+    broker_id: int32  # the opener's
     nonce: bytes | None = None  # step 1
     proof: bytes | None = None  # step 2
 
@@ -61,7 +61,7 @@ class PeerAuthRequest:
 class PeerAuthResponse:
     error_code: int
     error_message: str | None = None
-    broker_id: int = -1  # step 1: the answerer's
+    broker_id: int32 = -1  # step 1: the answerer's
     nonce: bytes | None = None  # step 1: the answerer's
     proof: bytes | None = None  # step 2: the answerer's
 

@@ -2,6 +2,9 @@
 
 A message class is a ``@message`` dataclass whose fields are ``int``, ``bool``, ``str``,
 ``bytes``, ``float``, another message class, ``X | None``, ``list[X]`` or ``dict[str, X]``.
+An ``int`` is a signed 64-bit integer, ``int32`` (ids, partition indexes, epochs, as Kafka
+sizes them) a signed 32-bit one: a value outside its range is malformed, not something a
+later ``struct.pack`` or comparison trips over.
 ``to_wire`` gives the plain dict msgpack packs; ``from_wire(cls, body)`` rebuilds the object
 and raises :class:`MalformedMessage` naming the path of the first field that is missing or of
 the wrong type (the dispatcher answers INVALID_REQUEST with that text). Unknown keys are
@@ -15,13 +18,25 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform
+from typing import Annotated, Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 
 
 class MalformedMessage(ValueError):
     """A body does not match its message type; the text names the offending field."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IntRange:
+    name: str
+    low: int
+    high: int
+
+
+INT64 = IntRange("int64", -(1 << 63), (1 << 63) - 1)
+INT32 = IntRange("int32", -(1 << 31), (1 << 31) - 1)
+int32 = Annotated[int, INT32]
 
 
 @dataclass_transform(frozen_default=True)
@@ -60,6 +75,18 @@ def _decoder_for(tp: Any) -> Decoder:
     return found
 
 
+def _ranged(bounds: IntRange) -> Decoder:
+    is_int = _scalar(int, "int")
+
+    def decode(value: Any, path: str) -> Any:
+        value = is_int(value, path)
+        if not bounds.low <= value <= bounds.high:
+            raise MalformedMessage(f"{path}: {value} is out of range for {bounds.name} "
+                                   f"[{bounds.low}, {bounds.high}]")
+        return value
+    return decode
+
+
 def _scalar(kind: type, name: str) -> Decoder:
     def decode(value: Any, path: str) -> Any:
         # bool is an int in Python: refuse it where an int is meant, and vice versa
@@ -75,7 +102,7 @@ def _scalar(kind: type, name: str) -> Decoder:
 
 def _build(tp: Any) -> Decoder:
     if tp is int:
-        return _scalar(int, "int")
+        return _ranged(INT64)
     if tp is bool:
         return _scalar(bool, "bool")
     if tp is str:
@@ -90,6 +117,12 @@ def _build(tp: Any) -> Decoder:
         return decode_bytes
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        base, *extras = args
+        bounds = [e for e in extras if isinstance(e, IntRange)]
+        if base is not int or len(bounds) != 1:
+            raise TypeError(f"unsupported annotated field type {tp!r}")
+        return _ranged(bounds[0])
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         if len(options) != 1:
@@ -129,7 +162,7 @@ def _build(tp: Any) -> Decoder:
 
 
 def _build_message(cls: type) -> Decoder:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = []
     for f in dataclasses.fields(cls):
         required = (f.default is dataclasses.MISSING

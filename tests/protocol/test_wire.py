@@ -35,6 +35,16 @@ def test_fields_with_defaults_may_be_absent_and_unknown_keys_are_ignored() -> No
     (lambda b: b["partitions"][0]["isr"].append("x"), "partitions[0].isr[2]: expected int"),
     (lambda b: b.update(partitions={}), "partitions: expected a list, got dict"),
     (lambda b: b["leaders"][0].update(rack=5), "leaders[0].rack: expected str, got int"),
+    # epochs, ids and partition indexes are int32, as Kafka sizes them; other ints int64
+    (lambda b: b["partitions"][0].update(leader_epoch=2**31),
+     "partitions[0].leader_epoch: 2147483648 is out of range for int32"),
+    (lambda b: b.update(controller_epoch=2**63 - 1), "controller_epoch: 9223372036854775807 is "
+                                                     "out of range for int32"),
+    (lambda b: b["partitions"][0].update(partition_epoch=-2**31 - 1),
+     "partition_epoch: -2147483649 is out of range for int32"),
+    (lambda b: b["partitions"][0]["replicas"].append(2**64 - 1), "replicas[3]: "),
+    (lambda b: b.update(broker_epoch=2**63), "broker_epoch: 9223372036854775808 is out of "
+                                             "range for int64"),
 ])
 def test_malformed_bodies_name_the_offending_field(mutate, where) -> None:  # type: ignore[no-untyped-def]
     body = to_wire(_request())
@@ -47,3 +57,12 @@ def test_malformed_bodies_name_the_offending_field(mutate, where) -> None:  # ty
 def test_a_body_that_is_not_a_map_is_refused() -> None:
     with pytest.raises(MalformedMessage, match="expected a map, got list"):
         from_wire(UpdateMetadataRequest, msgpack.unpackb(msgpack.packb([1, 2])))
+
+
+def test_the_edges_of_each_integer_range_are_accepted() -> None:
+    body = to_wire(_request())
+    body.update(controller_epoch=2**31 - 1, broker_epoch=-2**63)
+    body["partitions"][0].update(leader_epoch=-2**31, partition=2**31 - 1)
+    req = from_wire(LeaderAndIsrRequest, body)
+    assert (req.controller_epoch, req.broker_epoch) == (2**31 - 1, -2**63)
+    assert (req.partitions[0].leader_epoch, req.partitions[0].partition) == (-2**31, 2**31 - 1)
