@@ -269,6 +269,41 @@ async def test_a_promotion_whose_epoch_cannot_be_made_durable_does_not_lead(
     await conn.close()
 
 
+async def test_pipelined_controller_requests_are_applied_one_after_the_other(
+        broker: BrokerServer) -> None:
+    """An older promotion read just before a newer demotion (a paused broker reads both from
+    its socket at once): the promotion waits off the loop for its epoch to be durable, and the
+    demotion must not be judged and applied meanwhile. Interleaved, the demotion was applied
+    first and the older promotion after it, and the broker led in a stale epoch for good."""
+    conn = await peer(broker)
+    await create_topic(conn, "t")
+    me = broker.config.broker_id
+    partition = broker.replicas.partitions[("t", 0)]
+    epoch = await controller_epoch(broker)
+
+    def leader_and_isr(leader: int, leader_epoch: int) -> dict[str, Any]:
+        body: dict[str, Any] = to_wire(LeaderAndIsrRequest(
+            me, epoch, broker.broker_epoch,
+            [LeaderAndIsrPartition("t", 0, partition.topic_id, leader, leader_epoch, [me],
+                                   leader_epoch, [me])], [endpoint(broker)]))
+        return body
+
+    r = await conn.call(ApiKey.LEADER_AND_ISR, leader_and_isr(NO_LEADER, 1))
+    assert [p["error_code"] for p in r.body["partitions"]] == [0]
+    assert not partition.is_leader
+    older = conn.send(ApiKey.LEADER_AND_ISR, leader_and_isr(me, 2))  # stages its epoch
+    newer = conn.send(ApiKey.LEADER_AND_ISR, leader_and_isr(NO_LEADER, 3))
+    answers = {}
+    for _ in range(2):
+        response = await conn.receive()
+        answers[response.correlation_id] = [p["error_code"] for p in
+                                            response.body["partitions"]]
+    assert answers == {older: [0], newer: [0]}  # both newer than what they found
+    assert not partition.is_leader and partition.leader_epoch == 3
+    assert partition.log.leader_epoch_cache.entries[-1] == (2, 0)
+    await conn.close()
+
+
 # ---------------------------------------------------------------------- malformed requests
 def _valid_leader_and_isr(epoch: int, broker_epoch: int, topic_id: str) -> dict[str, Any]:
     """A well-formed LeaderAndIsr from a newer controller epoch that takes the leadership
