@@ -11,19 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from klamm.protocol.api import ApiKey
-from klamm.protocol.errors import ErrorCode
+from klamm.protocol.errors import ErrorCode, KlammError, UnknownTopicOrPartitionError
 from klamm.protocol.frame import Response
 
 from .config import CommonClientConfig
 from .connection import BrokerConnection
-from .errors import KlammConnectionError, KlammTimeoutError, NoBrokersAvailable, error_for
+from .errors import (ClientError, KlammConnectionError, KlammTimeoutError, NoBrokersAvailable,
+                     error_for)
 
 log = logging.getLogger(__name__)
+
+# Partition errors that mean "ask the cluster who leads it" rather than "tell the user".
+METADATA_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH,
+                             ErrorCode.BROKER_SHUTTING_DOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,33 +247,78 @@ class Cluster:
             self._bootstrap_index = (start + i + 1) % len(servers)
             yield conn
 
-    async def list_offsets(self, specs: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+    async def list_offsets(self, specs: dict[Any, int], *,
+                           check_open: Callable[[], None] | None = None
+                           ) -> dict[Any, tuple[int, int]]:
         """ListOffsets for ``{TopicPartition: timestamp}`` (LATEST/EARLIEST or ms), one request
-        per partition leader; returns ``{tp: (offset, timestamp)}``, offset -1 if none."""
+        per partition leader; returns ``{tp: (offset, timestamp)}``, offset -1 if none.
+
+        Retriable failures (a lost connection, a leader that moved or has not taken over yet)
+        are retried after retry.backoff.ms and a metadata refresh, until request.timeout.ms
+        has passed; a partition the fresh metadata does not show is UNKNOWN_TOPIC_OR_PARTITION
+        at once. ``check_open`` runs before each try (a closed consumer stops)."""
+        from .structs import TopicPartition
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout_ms / 1000
+        out: dict[Any, tuple[int, int]] = {}
+        todo = {TopicPartition(*tp): ts for tp, ts in specs.items()}
+        while todo:
+            if check_open is not None:
+                check_open()
+            try:
+                await self._list_offsets_once(todo, out)
+                return out
+            except (ClientError, KlammError) as exc:
+                if check_open is not None:
+                    check_open()
+                if not exc.retriable or isinstance(exc, UnknownTopicOrPartitionError) \
+                        or loop.time() >= deadline:
+                    raise  # fresh metadata says the partition does not exist: say so now
+                log.info("offset lookup failed (%s); retrying", exc)
+                await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+                try:
+                    await self.refresh(sorted({tp.topic for tp in todo}))
+                except (ClientError, KlammError) as refresh_exc:
+                    log.info("metadata refresh failed: %s", refresh_exc)
+        return out
+
+    async def _list_offsets_once(self, todo: dict[Any, int],
+                                 out: dict[Any, tuple[int, int]]) -> None:
         from .structs import TopicPartition
 
         md = self.metadata
-        if any(md.leader_for(tp.topic, tp.partition) is None for tp in specs):
-            md = await self.refresh(sorted({tp.topic for tp in specs}))
+        if any(md.leader_for(tp.topic, tp.partition) is None for tp in todo):
+            md = await self.refresh(sorted({tp.topic for tp in todo}))
         by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
-        for tp, ts in specs.items():
+        for tp, ts in todo.items():
             leader = md.leader_for(tp.topic, tp.partition)
             if leader is None:
-                raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"{tp.topic}-{tp.partition}")
+                known = md.partitions_for(tp.topic)
+                if known is None or tp.partition not in known:
+                    raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                    f"{tp.topic}-{tp.partition} does not exist")
+                raise error_for(ErrorCode.LEADER_NOT_AVAILABLE, f"{tp.topic}-{tp.partition}")
             by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
                 {"partition": tp.partition, "timestamp": ts})
-        out: dict[Any, tuple[int, int]] = {}
+        retry: KlammError | None = None
         for leader, topics in by_leader.items():
             body = (await self.request(leader, ApiKey.LIST_OFFSETS, {
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
             for t in body["topics"]:
                 for p in t["partitions"]:
-                    if p["error_code"]:
-                        raise error_for(p["error_code"], p.get("error_message"))
-                    out[TopicPartition(t["topic"], p["partition"])] = (p["offset"],
-                                                                       p["timestamp"])
-        return out
+                    tp = TopicPartition(t["topic"], p["partition"])
+                    code = p["error_code"]
+                    if code in METADATA_ERRORS and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                        retry = error_for(code, f"{tp.topic}-{tp.partition}")
+                        continue
+                    if code:
+                        raise error_for(code, f"{tp.topic}-{tp.partition}: "
+                                              f"{p.get('error_message') or ''}".rstrip(": "))
+                    out[tp] = (p["offset"], p["timestamp"])
+                    todo.pop(tp, None)
+        if retry is not None:
+            raise retry
 
     async def close(self) -> None:
         self._closed = True

@@ -30,8 +30,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ApiKey
-from klamm.protocol.errors import ErrorCode, KlammError, UnknownTopicOrPartitionError, error_for
+from klamm.protocol.api import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from klamm.protocol.errors import KlammError
 
 from ..cluster import Cluster
 from ..errors import (ClientError, ConsumerStoppedError, ConsumerWakeup,  # noqa: F401
@@ -39,7 +39,7 @@ from ..errors import (ClientError, ConsumerStoppedError, ConsumerWakeup,  # noqa
 from ..serializers import resolve_deserializer
 from ..structs import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from .config import ConsumerConfig
-from .fetcher import METADATA_ERRORS, Fetcher
+from .fetcher import Fetcher
 from .subscription import ResetStrategy, SubscriptionState
 
 log = logging.getLogger(__name__)
@@ -233,64 +233,7 @@ class Consumer:
 
     async def _list_offsets(self, specs: dict[TopicPartition, int]
                             ) -> dict[TopicPartition, tuple[int, int]]:
-        """ListOffsets to each partition's leader, retrying retriable failures (lost
-        connection, moved leader) with backoff until request.timeout.ms has passed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.request_timeout_ms / 1000
-        out: dict[TopicPartition, tuple[int, int]] = {}
-        todo = {TopicPartition(*tp): ts for tp, ts in specs.items()}
-        while todo:
-            self._check_open()
-            try:
-                await self._list_offsets_once(todo, out)
-                return out
-            except (ClientError, KlammError) as exc:
-                self._check_open()
-                if not exc.retriable or isinstance(exc, UnknownTopicOrPartitionError) \
-                        or loop.time() >= deadline:
-                    raise  # fresh metadata says the partition does not exist: say so now
-                log.info("offset lookup failed (%s); retrying", exc)
-                await asyncio.sleep(self.config.retry_backoff_ms / 1000)
-                try:
-                    await self._cluster.refresh(sorted({tp.topic for tp in todo}))
-                except (ClientError, KlammError) as refresh_exc:
-                    log.info("metadata refresh failed: %s", refresh_exc)
-        return out
-
-    async def _list_offsets_once(self, todo: dict[TopicPartition, int],
-                                 out: dict[TopicPartition, tuple[int, int]]) -> None:
-        md = self._cluster.metadata
-        if any(md.leader_for(tp.topic, tp.partition) is None for tp in todo):
-            md = await self._cluster.refresh(sorted({tp.topic for tp in todo}))
-        by_leader: dict[int, dict[str, list[dict[str, int]]]] = {}
-        for tp, ts in todo.items():
-            leader = md.leader_for(tp.topic, tp.partition)
-            if leader is None:
-                if md.partitions_for(tp.topic) is None or tp.partition not in md.partitions_for(
-                        tp.topic):  # type: ignore[operator]
-                    raise error_for(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                    f"{tp.topic}-{tp.partition} does not exist")
-                raise error_for(ErrorCode.LEADER_NOT_AVAILABLE, f"{tp.topic}-{tp.partition}")
-            by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
-                {"partition": tp.partition, "timestamp": ts})
-        retry: KlammError | None = None
-        for leader, topics in by_leader.items():
-            body = (await self._cluster.request(leader, ApiKey.LIST_OFFSETS, {
-                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()]})).body
-            for t in body["topics"]:
-                for p in t["partitions"]:
-                    tp = TopicPartition(t["topic"], p["partition"])
-                    code = p["error_code"]
-                    if code in METADATA_ERRORS and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
-                        retry = error_for(code, f"{tp.topic}-{tp.partition}")
-                        continue
-                    if code:
-                        raise error_for(code, f"{tp.topic}-{tp.partition}: "
-                                              f"{p.get('error_message') or ''}".rstrip(": "))
-                    out[tp] = (p["offset"], p["timestamp"])
-                    todo.pop(tp, None)
-        if retry is not None:
-            raise retry
+        return await self._cluster.list_offsets(specs, check_open=self._check_open)
 
     async def _reset(self, tps: list[TopicPartition], strategy: ResetStrategy) -> None:
         """Look up and apply the earliest/latest offset of ``tps`` now."""

@@ -39,7 +39,7 @@ from typing import Any
 from klamm.protocol.api import CONSUMER_REPLICA_ID, ApiKey
 from klamm.protocol.errors import ErrorCode, KlammError, OffsetOutOfRangeError, error_for
 
-from ..cluster import Cluster
+from ..cluster import METADATA_ERRORS, Cluster
 from ..errors import ClientError
 from ..outage_log import OutageLog
 from ..structs import ConsumerRecord, TopicPartition
@@ -48,12 +48,6 @@ from .records import PartitionRecords, scan_batches
 from .subscription import PartitionState, SubscriptionState
 
 log = logging.getLogger(__name__)
-
-# Partition errors that mean "ask the cluster who leads it" rather than "tell the user".
-METADATA_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                             ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH,
-                             ErrorCode.BROKER_SHUTTING_DOWN})
 
 Requested = dict[TopicPartition, tuple[int, int]]  # tp -> (epoch, fetch offset)
 DRAIN_SLICE = 0.002  # s of decoding per poll while a fetch waits to be read
