@@ -122,7 +122,13 @@ class LeaderElection:
             await self.campaign()
             work = asyncio.ensure_future(func())
             lost = asyncio.ensure_future(self.wait_lost())
-            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # run() itself is stopped: so is the leader's work
+                lost.cancel()
+                work.cancel()
+                await asyncio.gather(work, lost, return_exceptions=True)
+                raise
             lost.cancel()
             if not work.done():
                 work.cancel()

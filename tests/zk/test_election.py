@@ -132,3 +132,26 @@ async def test_a_campaign_cut_off_mid_create_still_ends_with_one_leader(
     assert cut_off and election.is_leader
     stat = await observer.exists("/ctl")
     assert stat is not None and stat.ephemeral_owner == a.session_id
+
+
+async def test_stopping_run_stops_the_leader_work_too(zk: ClientFactory) -> None:
+    """Cancelled while leading, run() cancels the leader's work and waits for it: before,
+    the work ran on after the client closed and died with 'Task exception was never
+    retrieved' (seen on a broker that won the election as it shut down)."""
+    a = await zk()
+    election = LeaderElection(a, "/ctl", b"a")
+    leading, ended = asyncio.Event(), asyncio.Event()
+
+    async def lead() -> None:
+        leading.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+
+    runner = asyncio.ensure_future(election.run(lead))
+    await asyncio.wait_for(leading.wait(), 5)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert ended.is_set()  # finished before run() returned
